@@ -1,0 +1,171 @@
+/**
+ * The same job through Breakwater: `standardPipeline` around an undici Agent, with Prometheus
+ * metrics served on /metrics while it runs. POSTs carry no Idempotency-Key, so they are retried
+ * only when they provably never left (a refused connection): never run twice.
+ */
+import { Registry } from 'prom-client';
+import { Agent, request } from 'undici';
+import {
+  CircuitBreakerStage,
+  isBulkheadRejectedError,
+  isCircuitOpenError,
+  isTimeoutError,
+  RetryStage,
+  resilient,
+  type StandardPipelineOptions,
+  standardPipeline,
+} from '../../src/index.js';
+import { prometheusMetrics } from '../../src/metrics/prometheus.js';
+import { serveMetrics } from '../../src/metrics/serve.js';
+import {
+  type ClientRun,
+  describeError,
+  type LogicalRequest,
+  runJob,
+  SAMPLE_MS,
+  type Send,
+  sampleEvery,
+} from './job.js';
+import { headersOf } from './plain.js';
+import { Progress } from './progress.js';
+import type { Upstream } from './upstream.js';
+
+/** Tuned for a demo that finishes in seconds; production defaults are in the README. */
+export const BREAKWATER_SETTINGS = {
+  totalTimeout: 5_000,
+  attemptTimeout: 1_000,
+  retry: {
+    maxAttempts: 3,
+    backoff: { initialDelay: 50, maxDelay: 1_000 },
+    maxRetryAfter: 2_000,
+  },
+  circuitBreaker: {
+    consecutiveFailures: false,
+    failureRatio: 0.5,
+    minimumThroughput: 40,
+    window: 5_000,
+    halfOpenAfter: { initial: 500, max: 4_000 },
+  },
+  bulkhead: { maxConcurrent: 10, maxQueue: 1_024 },
+} satisfies StandardPipelineOptions;
+
+export function describeBreakwater(): string {
+  const s = BREAKWATER_SETTINGS;
+  const cb = s.circuitBreaker;
+  return (
+    `standardPipeline: total timeout ${s.totalTimeout / 1000} s, attempt timeout ${s.attemptTimeout / 1000} s ` +
+    `(to headers), ${s.retry.maxAttempts} attempts with jittered backoff ` +
+    `${s.retry.backoff.initialDelay} ms-${s.retry.backoff.maxDelay / 1000} s, Retry-After honoured up to ` +
+    `${s.retry.maxRetryAfter / 1000} s, retry budget; breaker opens at ${cb.failureRatio * 100} % failures over ` +
+    `${cb.window / 1000} s (>= ${cb.minimumThroughput} attempts), half-open after ${cb.halfOpenAfter.initial / 1000} s; ` +
+    `bulkhead ${s.bulkhead.maxConcurrent} in flight`
+  );
+}
+
+export interface BreakwaterRun extends ClientRun {
+  /** What the last scrape of /metrics reported as `breakwater_requests_total`, summed. */
+  scrapedRequests: number;
+}
+
+export async function runBreakwater(
+  upstream: Upstream,
+  requests: readonly LogicalRequest[],
+  concurrency: number,
+  stream: NodeJS.WriteStream | null,
+  metricsPort: number,
+  onMetricsUrl: (url: string) => void,
+): Promise<BreakwaterRun> {
+  const agent = new Agent();
+  const registry = new Registry();
+  const metrics = prometheusMetrics({ registry, dispatchers: [agent] });
+  const interceptor = standardPipeline({ ...BREAKWATER_SETTINGS, metrics });
+  const dispatcher = resilient(agent, interceptor);
+  const metricsServer = await serveMetrics({
+    registry,
+    port: metricsPort,
+    host: '127.0.0.1',
+  });
+  onMetricsUrl(metricsServer.url);
+
+  let circuitOpens = 0;
+  let retries = 0;
+  const subscriptions = interceptor.stages.flatMap((stage) => {
+    if (stage instanceof CircuitBreakerStage) {
+      return [
+        stage.onStateChange((e) => {
+          if (e.to === 'open') circuitOpens++;
+        }),
+      ];
+    }
+    if (stage instanceof RetryStage) return [stage.onRetry(() => retries++)];
+    return [];
+  });
+
+  let peakQueueDepth = 0;
+  let live = { inFlight: 0, queued: 0, circuit: 'closed' };
+  const stopSampling = sampleEvery(SAMPLE_MS, () => {
+    const keys = Object.values(interceptor.health());
+    const queued = keys.reduce((sum, k) => sum + k.queued, 0);
+    peakQueueDepth = Math.max(peakQueueDepth, queued);
+    live = {
+      inFlight: keys.reduce((sum, k) => sum + k.inFlight, 0),
+      queued,
+      circuit: keys[0]?.circuit ?? 'closed',
+    };
+  });
+
+  const send: Send = async (req) => {
+    try {
+      const res = await request(upstream.url + req.path, {
+        dispatcher,
+        method: req.method,
+        headers: headersOf(req),
+        body: req.body,
+      });
+      await res.body.dump();
+      if (res.statusCode >= 200 && res.statusCode < 300) return { ok: true };
+      return { ok: false, failure: String(res.statusCode) };
+    } catch (err) {
+      if (isCircuitOpenError(err)) return { ok: false, failure: 'circuit open' };
+      if (isBulkheadRejectedError(err)) return { ok: false, failure: 'bulkhead full' };
+      if (isTimeoutError(err)) return { ok: false, failure: 'timeout' };
+      return { ok: false, failure: describeError(err) };
+    }
+  };
+
+  const progress = new Progress({
+    label: 'Breakwater',
+    total: requests.length,
+    stream,
+    status: () =>
+      `in flight ${live.inFlight} · queued ${live.queued} · circuit ${live.circuit.replace('_', '-')}`,
+  });
+  try {
+    const job = await runJob(requests, concurrency, send, (p) => progress.update(p));
+    const scrapedRequests = await scrapeRequestsTotal(metricsServer.url);
+    return { job, retries, circuitOpens, peakQueueDepth, scrapedRequests };
+  } finally {
+    progress.finish();
+    stopSampling();
+    for (const s of subscriptions) s.dispose();
+    await dispatcher.close();
+    await metricsServer.close();
+  }
+}
+
+/** Reads /metrics the way Prometheus would and sums `breakwater_requests_total`. */
+async function scrapeRequestsTotal(url: string): Promise<number> {
+  const scraper = new Agent();
+  try {
+    const res = await request(url, { dispatcher: scraper });
+    const text = await res.body.text();
+    let total = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('breakwater_requests_total{'))
+        total += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return total;
+  } finally {
+    await scraper.close();
+  }
+}

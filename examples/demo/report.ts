@@ -1,0 +1,138 @@
+/**
+ * The numbers of one run and the side-by-side table (or the JSON object of `--json`).
+ */
+import type { ClientRun } from './job.js';
+import type { ProfileName } from './profiles.js';
+import type { UpstreamStats } from './upstream.js';
+
+export interface RunSummary {
+  /** Logical requests that ended with a 2xx, as a share of all (0…1). */
+  successRate: number;
+  succeeded: number;
+  failed: number;
+  /** Latency of every logical request as its caller saw it, failures included, in ms. */
+  latencyMs: { p50: number; p95: number; p99: number };
+  /** Requests the upstream received, retries included. */
+  upstreamRequests: number;
+  upstreamRequestsPerLogical: number;
+  /** Logical POSTs the upstream executed more than once. */
+  postsExecutedTwice: number;
+  circuitOpens: number;
+  peakQueueDepth: number;
+  wallMs: number;
+  retries: number;
+  /** Failed logical requests by what the caller got. */
+  failures: Record<string, number>;
+  /** How the upstream answered, by kind. */
+  upstreamAnswers: Record<string, number>;
+}
+
+export interface DemoResult {
+  profile: ProfileName;
+  seed: number;
+  requests: number;
+  concurrency: number;
+  plain: RunSummary;
+  breakwater: RunSummary;
+}
+
+export function summarize(run: ClientRun, upstream: UpstreamStats, logical: number): RunSummary {
+  const sorted = Float64Array.from(run.job.latencies).sort();
+  return {
+    successRate: logical === 0 ? 1 : round(run.job.succeeded / logical, 4),
+    succeeded: run.job.succeeded,
+    failed: run.job.failed,
+    latencyMs: {
+      p50: percentile(sorted, 50),
+      p95: percentile(sorted, 95),
+      p99: percentile(sorted, 99),
+    },
+    upstreamRequests: upstream.requests,
+    upstreamRequestsPerLogical: logical === 0 ? 0 : round(upstream.requests / logical, 3),
+    postsExecutedTwice: upstream.postsExecutedTwice,
+    circuitOpens: run.circuitOpens,
+    peakQueueDepth: run.peakQueueDepth,
+    wallMs: Math.round(run.job.wallMs),
+    retries: run.retries,
+    failures: run.job.failures,
+    upstreamAnswers: upstream.answers,
+  };
+}
+
+/** Nearest-rank percentile of sorted values, rounded to 0.1 ms. */
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length)));
+  return round(sorted[rank - 1]!, 1);
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+export function formatTable(result: DemoResult): string {
+  const { plain: a, breakwater: b } = result;
+  const rows: Array<[string, string, string]> = [
+    ['', 'plain client', 'Breakwater'],
+    ['logical success rate', pct(a.successRate), pct(b.successRate)],
+    ['latency p50', ms(a.latencyMs.p50), ms(b.latencyMs.p50)],
+    ['latency p95', ms(a.latencyMs.p95), ms(b.latencyMs.p95)],
+    ['latency p99', ms(a.latencyMs.p99), ms(b.latencyMs.p99)],
+    [
+      'upstream requests per logical request',
+      a.upstreamRequestsPerLogical.toFixed(2),
+      b.upstreamRequestsPerLogical.toFixed(2),
+    ],
+    ['POSTs executed twice', String(a.postsExecutedTwice), String(b.postsExecutedTwice)],
+    ['circuit opens', '— (no breaker)', String(b.circuitOpens)],
+    ['peak queue depth', String(a.peakQueueDepth), String(b.peakQueueDepth)],
+    ['wall time', ms(a.wallMs), ms(b.wallMs)],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const w2 = Math.max(...rows.map((r) => r[2].length));
+  const line = (r: [string, string, string]): string =>
+    `  ${r[0].padEnd(w0)}   ${r[1].padStart(w1)}   ${r[2].padStart(w2)}`;
+  const rule = `  ${'─'.repeat(w0 + w1 + w2 + 6)}`;
+  return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join('\n');
+}
+
+/** One line per run: what the failures were and what the upstream answered. */
+export function formatBreakdown(label: string, s: RunSummary): string {
+  const failures = Object.entries(s.failures)
+    .sort((x, y) => y[1] - x[1])
+    .map(([kind, n]) => `${kind} ×${n}`)
+    .join(', ');
+  return (
+    `  ${label}: ${s.succeeded} ok, ${s.failed} failed${failures === '' ? '' : ` (${failures})`}; ` +
+    `${s.retries} retries; upstream answered ${describeAnswers(s.upstreamAnswers)}`
+  );
+}
+
+const ANSWER_NAMES: Record<string, string> = {
+  '200': '200',
+  '503': '503',
+  '429': '429',
+  reset: 'reset after work',
+  'outage-503': '503 (outage)',
+  'outage-reset': 'reset (outage)',
+  'client-gone': 'abandoned by the client',
+};
+
+function describeAnswers(answers: Record<string, number>): string {
+  return Object.entries(answers)
+    .sort((x, y) => y[1] - x[1])
+    .map(([kind, n]) => `${ANSWER_NAMES[kind] ?? kind} ×${n}`)
+    .join(', ');
+}
+
+function pct(share: number): string {
+  return `${(share * 100).toFixed(1)} %`;
+}
+
+export function ms(value: number): string {
+  if (value < 1) return `${value.toFixed(1)} ms`;
+  if (value < 1_000) return `${Math.round(value)} ms`;
+  return `${(value / 1_000).toFixed(2)} s`;
+}

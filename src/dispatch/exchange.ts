@@ -1,0 +1,157 @@
+import { BulkheadRejectedError, CircuitOpenError, TimeoutError } from '../errors.js';
+import { isCallerAbort, isTransientNetworkError } from '../http/classify.js';
+import type { OriginObserver, RequestOutcome, StatusClass } from './observer.js';
+import type { Controller, DispatchOptions, Handler, Headers, RequestOverrides } from './types.js';
+
+/** Where an exchange reports that it has settled (the pipeline runtime). */
+export interface ExchangeOwner {
+  settled(ex: Exchange): void;
+}
+
+/**
+ * One logical request as it travels through the stages: what every stage needs to know about it,
+ * resolved once at the door. Attempts share it; a retry stage bumps `attempt`.
+ *
+ * It is also the outermost handler, between the stages and the caller's handler: it remembers the
+ * controller given to the caller (so `destroy()` can abort the exchange), and when the exchange
+ * settles it tells its owner and records the request's outcome. One object per request serves
+ * all of that.
+ */
+export class Exchange implements Handler {
+  readonly key: string;
+  readonly method: string;
+  readonly overrides: RequestOverrides | undefined;
+  readonly observer: OriginObserver | undefined;
+  /** performance.now() when the caller dispatched. */
+  readonly startedAt: number;
+  /** performance.now() by which an enclosing total timeout fires; Infinity when none. */
+  deadline = Number.POSITIVE_INFINITY;
+  /** Attempts started so far (1 for the first). */
+  attempt = 0;
+
+  // Links of the owner's list of live exchanges, so close()/destroy() can find them.
+  livePrev: Exchange | null = null;
+  liveNext: Exchange | null = null;
+  /** The controller handed to the caller; destroy() aborts through it. */
+  controller: Controller | null = null;
+  /** Set by destroy() when it ran before the controller existed. */
+  pendingAbort: Error | null = null;
+
+  readonly #handler: Handler;
+  readonly #owner: ExchangeOwner;
+  #status = 0;
+  #settled = false;
+
+  constructor(
+    opts: DispatchOptions,
+    key: string,
+    observer: OriginObserver | undefined,
+    handler: Handler,
+    owner: ExchangeOwner,
+    startedAt: number,
+  ) {
+    this.key = key;
+    this.method = opts.method;
+    this.overrides = opts.breakwater;
+    this.observer = observer;
+    this.#handler = handler;
+    this.#owner = owner;
+    this.startedAt = startedAt;
+  }
+
+  onRequestStart(controller: Controller, context: unknown): void {
+    this.controller = controller;
+    this.#handler.onRequestStart?.(controller, context);
+    if (this.pendingAbort !== null) controller.abort(this.pendingAbort);
+  }
+
+  onResponseStart(
+    controller: Controller,
+    statusCode: number,
+    headers: Headers,
+    statusMessage?: string,
+  ): void {
+    this.#status = statusCode;
+    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    this.#handler.onResponseData?.(controller, chunk);
+  }
+
+  onResponseEnd(controller: Controller, trailers: Headers): void {
+    if (this.#settle()) {
+      const observer = this.observer;
+      if (observer !== undefined) {
+        const status = this.#status;
+        observer.requestFinished(
+          this.method,
+          isFailureStatus(status) ? 'failure' : 'success',
+          statusClassOf(status),
+          (performance.now() - this.startedAt) / 1000,
+        );
+      }
+    }
+    this.#handler.onResponseEnd?.(controller, trailers);
+  }
+
+  onResponseError(controller: Controller, error: Error): void {
+    if (this.#settle()) {
+      const observer = this.observer;
+      if (observer !== undefined) {
+        const callerAborted = this.controller?.aborted === true && this.controller.reason === error;
+        const kind = callerAborted ? 'aborted' : errorKind(error);
+        observer.requestFinished(
+          this.method,
+          outcomeOf(kind),
+          kind,
+          (performance.now() - this.startedAt) / 1000,
+        );
+      }
+    }
+    this.#handler.onResponseError?.(controller, error);
+  }
+
+  #settle(): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.#owner.settled(this);
+    return true;
+  }
+}
+
+/** A stage's dispatch step: runs `opts` for `ex` and reports to `handler` (undici's current API). */
+export type Layer = (opts: DispatchOptions, handler: Handler, ex: Exchange) => void;
+
+/** Statuses that count as the upstream failing the request (the default retryable ones and 5xx). */
+function isFailureStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+
+export function statusClassOf(status: number): StatusClass {
+  return STATUS_CLASSES[Math.floor(status / 100)] ?? '5xx';
+}
+
+/** The `status_class` of an error: which kind of thing ended the attempt or request. */
+export function errorKind(error: unknown): StatusClass {
+  if (error instanceof TimeoutError) return 'timeout';
+  if (error instanceof CircuitOpenError) return 'circuit_open';
+  if (error instanceof BulkheadRejectedError) return 'bulkhead_rejected';
+  if (isTransientNetworkError(error)) return 'network';
+  if (isCallerAbort(error)) return 'aborted';
+  return 'error';
+}
+
+function outcomeOf(kind: StatusClass): RequestOutcome {
+  switch (kind) {
+    case 'timeout':
+    case 'circuit_open':
+    case 'bulkhead_rejected':
+    case 'aborted':
+      return kind;
+    default:
+      return 'failure';
+  }
+}

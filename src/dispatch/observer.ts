@@ -1,0 +1,72 @@
+import type { CircuitState, TimeoutScope } from '../errors.js';
+
+/**
+ * What the pipeline reports as it works. The metrics module implements it; policy code only ever
+ * calls it, so no stage knows about prom-client. Every method is called on the hot path, so an
+ * implementation resolves labels once per origin (in `origin()`) and keeps the children.
+ */
+export interface PipelineObserver {
+  /** The handle for one origin label value (already sanitised: scheme://host:port). Called once per request; cache it. */
+  origin(origin: string): OriginObserver;
+  /** Gives the observer scrape-time access to the live state of one pipeline. May be called several times (one pipeline each). */
+  attach(source: StateSource): void;
+}
+
+/** How a logical request ended, as the `outcome` label of `requests_total`. */
+export type RequestOutcome =
+  | 'success'
+  | 'failure'
+  | 'bulkhead_rejected'
+  | 'circuit_open'
+  | 'timeout'
+  | 'aborted';
+
+/** Why a retry was scheduled, as the `reason` label of `retries_total`. */
+export type RetryReason = 'status' | 'network' | 'timeout';
+
+/**
+ * `status_class` label: `1xx`…`5xx` for a response, else the kind of error that ended it.
+ */
+export type StatusClass =
+  | '1xx'
+  | '2xx'
+  | '3xx'
+  | '4xx'
+  | '5xx'
+  | 'timeout'
+  | 'network'
+  | 'bulkhead_rejected'
+  | 'circuit_open'
+  | 'aborted'
+  | 'error';
+
+export interface OriginObserver {
+  /** A logical request settled (what the caller saw): duration includes queueing and retries. */
+  requestFinished(method: string, outcome: RequestOutcome, statusClass: StatusClass, seconds: number): void;
+  /** One attempt reached response headers or failed; `seconds` runs to headers (or to the failure). */
+  attemptFinished(method: string, statusClass: StatusClass, seconds: number): void;
+  retryScheduled(reason: RetryReason): void;
+  retryBudgetExhausted(): void;
+  queueWaited(seconds: number): void;
+  bulkheadRejected(): void;
+  timedOut(scope: TimeoutScope): void;
+  circuitTransition(to: CircuitState): void;
+  circuitRejected(): void;
+}
+
+/** A point-in-time view of one isolation key, read at scrape time. */
+export interface KeySnapshot {
+  key: string;
+  /** The origin label of the requests that use this key. */
+  origin: string;
+  queued: number;
+  inFlight: number;
+  /** Absent when the pipeline has no circuit breaker. */
+  circuit?: CircuitState;
+  /** Retries the budget would allow right now; absent without a budget. */
+  retryBudgetLeft?: number;
+}
+
+export interface StateSource {
+  snapshot(): KeySnapshot[];
+}

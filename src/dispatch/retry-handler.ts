@@ -1,0 +1,351 @@
+import { ResilienceError, TimeoutError } from '../errors.js';
+import { isReplayableBody } from '../http/body.js';
+import { isCallerAbort, isConnectFailure, isTransientNetworkError } from '../http/classify.js';
+import { hasIdempotencyKey } from '../http/idempotency.js';
+import { parseRetryAfter } from '../http/retry-after.js';
+import { MAX_TIMER_MS } from '../internal/validate.js';
+import type { BackoffStep } from '../policies/backoff.js';
+import type { GiveUpReason, RetryStage } from '../policies/retry.js';
+import type { RetryBudget } from '../policies/retry-budget.js';
+import type { Exchange, Layer } from './exchange.js';
+import type { RetryReason } from './observer.js';
+import type { Controller, DispatchOptions, Handler, Headers } from './types.js';
+
+/** What a discarded response may cost us in bytes before we drop its socket instead of draining it. */
+const DRAIN_LIMIT = 64 * 1024;
+const EMPTY_CONTEXT = Object.freeze({});
+
+/** Why a discarded attempt's socket was dropped; never seen by the caller. */
+class DiscardedAttemptError extends Error {
+  constructor() {
+    super('breakwater: discarded a response that was being retried');
+  }
+}
+
+type AttemptPhase = 'waiting' | 'forwarded' | 'draining' | 'finished';
+
+/**
+ * One attempt of a retried request. It decides nothing: it reports to its RetryHandler, which
+ * either forwards the response to the caller or keeps it and drains it. Only the forwarded
+ * attempt ever reaches the caller's handler.
+ */
+class AttemptHandler implements Handler {
+  readonly run: RetryHandler;
+  controller: Controller | null = null;
+  phase: AttemptPhase = 'waiting';
+  drained = 0;
+  /** Set when the attempt had to be aborted before its controller existed. */
+  pendingAbort: Error | null = null;
+
+  constructor(run: RetryHandler) {
+    this.run = run;
+  }
+
+  abort(reason: Error): void {
+    this.phase = 'finished';
+    if (this.controller === null) this.pendingAbort = reason;
+    else this.controller.abort(reason);
+  }
+
+  onRequestStart(controller: Controller): void {
+    this.controller = controller;
+    if (this.pendingAbort !== null) controller.abort(this.pendingAbort);
+    else if (this.run.paused) controller.pause();
+  }
+
+  onResponseStart(
+    _controller: Controller,
+    statusCode: number,
+    headers: Headers,
+    statusMessage?: string,
+  ): void {
+    if (this.phase === 'waiting') this.run.attemptResponded(this, statusCode, headers, statusMessage);
+  }
+
+  onResponseData(_controller: Controller, chunk: Buffer): void {
+    if (this.phase === 'forwarded') {
+      this.run.forwardData(chunk);
+    } else if (this.phase === 'draining') {
+      // Reading the rest of a small error body lets the connection be reused; a large one is
+      // cheaper to drop with its socket.
+      this.drained += chunk.length;
+      if (this.drained > DRAIN_LIMIT) this.abort(new DiscardedAttemptError());
+    }
+  }
+
+  onResponseEnd(_controller: Controller, trailers: Headers): void {
+    if (this.phase === 'forwarded') this.run.forwardEnd(trailers);
+    this.phase = 'finished';
+  }
+
+  onResponseError(_controller: Controller, error: Error): void {
+    const phase = this.phase;
+    this.phase = 'finished';
+    if (phase === 'waiting') this.run.attemptFailed(error);
+    else if (phase === 'forwarded') this.run.forwardError(error);
+  }
+}
+
+/**
+ * Runs a request as a sequence of attempts. A retry is decided only before anything reached the
+ * caller: on an error before response headers, or on headers with a retryable status. Once
+ * headers went downstream that attempt is the answer (no retry after the first byte).
+ */
+class RetryHandler implements Controller {
+  readonly #outer: Handler;
+  readonly #opts: DispatchOptions;
+  readonly #ex: Exchange;
+  readonly #next: Layer;
+  readonly #stage: RetryStage;
+  readonly #budget: RetryBudget | null;
+  readonly #maxAttempts: number;
+  /** The method (or header, or opt-in) makes a repeat safe. */
+  readonly #idempotent: boolean;
+  /** The body can be sent again (absent, bytes, or a factory). */
+  readonly #replayable: boolean;
+  #attempt: AttemptHandler | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #step: BackoffStep | null = null;
+  #done = false;
+  #aborted = false;
+  #paused = false;
+  #reason: Error | null = null;
+
+  constructor(outer: Handler, opts: DispatchOptions, ex: Exchange, next: Layer, stage: RetryStage) {
+    this.#outer = outer;
+    this.#opts = opts;
+    this.#ex = ex;
+    this.#next = next;
+    this.#stage = stage;
+    this.#budget = stage.budgets === null ? null : stage.budgets.get(ex.key);
+    const overrides = ex.overrides;
+    this.#maxAttempts = overrides?.maxAttempts ?? stage.maxAttempts;
+    this.#idempotent =
+      stage.methods.has(ex.method) || overrides?.idempotent === true || hasIdempotencyKey(opts.headers);
+    this.#replayable = overrides?.body !== undefined || isReplayableBody(opts.body);
+  }
+
+  start(): void {
+    this.#outer.onRequestStart?.(this, EMPTY_CONTEXT);
+    if (this.#done) return;
+    this.#budget?.recordRequest(Date.now());
+    this.#launch();
+  }
+
+  // --- Controller, used by the outer stage or the caller ------------------------------------------
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  get reason(): Error | null {
+    return this.#reason;
+  }
+
+  get rawHeaders(): Controller['rawHeaders'] {
+    return this.#attempt?.controller?.rawHeaders;
+  }
+
+  get rawTrailers(): Controller['rawTrailers'] {
+    return this.#attempt?.controller?.rawTrailers;
+  }
+
+  abort(reason?: Error): void {
+    if (this.#done) return;
+    const error = reason ?? new Error('aborted');
+    this.#aborted = true;
+    this.#reason = error;
+    this.#done = true;
+    // Cancels a backoff at once: cockatiel's retry sleep would ignore the signal, ours is a timer we own.
+    this.#clearTimer();
+    this.#attempt?.abort(error);
+    this.#outer.onResponseError?.(this, error);
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#attempt?.controller?.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#attempt?.controller?.resume();
+  }
+
+  // --- Reports from the current attempt -----------------------------------------------------------
+
+  attemptResponded(
+    attempt: AttemptHandler,
+    statusCode: number,
+    headers: Headers,
+    statusMessage?: string,
+  ): void {
+    if (this.#done || attempt !== this.#attempt) return;
+    if (this.#stage.retryableStatus[statusCode] === true) {
+      const delay = this.#retryDelay(
+        parseRetryAfter(headers['retry-after'], Date.now()),
+        'status',
+        statusCode,
+      );
+      if (delay >= 0) {
+        attempt.phase = 'draining';
+        this.#schedule(delay, 'status', statusCode, undefined);
+        return;
+      }
+    }
+    attempt.phase = 'forwarded';
+    this.#outer.onResponseStart?.(this, statusCode, headers, statusMessage);
+  }
+
+  attemptFailed(error: Error): void {
+    if (this.#done) return;
+    const reason = this.#retryableError(error);
+    if (reason !== null) {
+      const delay = this.#retryDelay(undefined, reason, undefined, error);
+      if (delay >= 0) {
+        this.#schedule(delay, reason, undefined, error);
+        return;
+      }
+    }
+    this.#done = true;
+    this.#outer.onResponseError?.(this, withAttempts(error, this.#ex.attempt));
+  }
+
+  forwardData(chunk: Buffer): void {
+    if (!this.#done) this.#outer.onResponseData?.(this, chunk);
+  }
+
+  forwardEnd(trailers: Headers): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#outer.onResponseEnd?.(this, trailers);
+  }
+
+  forwardError(error: Error): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#outer.onResponseError?.(this, error);
+  }
+
+  /** Fired by the backoff timer. */
+  retryNow(): void {
+    this.#timer = null;
+    if (this.#done) return;
+    // A discarded response still draining when the wait is over is not worth waiting for.
+    const previous = this.#attempt;
+    if (previous !== null && previous.phase === 'draining') previous.abort(new DiscardedAttemptError());
+    this.#launch();
+  }
+
+  // --- Decisions ----------------------------------------------------------------------------------
+
+  #launch(): void {
+    const ex = this.#ex;
+    ex.attempt++;
+    const attempt = new AttemptHandler(this);
+    this.#attempt = attempt;
+    const factory = ex.overrides?.body;
+    const opts =
+      factory !== undefined && (ex.attempt > 1 || this.#opts.body == null)
+        ? { ...this.#opts, body: factory() }
+        : this.#opts;
+    try {
+      this.#next(opts, attempt, ex);
+    } catch (err) {
+      attempt.phase = 'finished';
+      this.attemptFailed(err as Error);
+    }
+  }
+
+  /** The kind of failure if `error` is worth another attempt and repeating is safe; else null. */
+  #retryableError(error: Error): RetryReason | null {
+    // The library's own refusals (bulkhead full, circuit open) are answers, not accidents.
+    if (error instanceof TimeoutError) return this.#idempotent && this.#replayable ? 'timeout' : null;
+    if (error instanceof ResilienceError || isCallerAbort(error)) return null;
+    if (!isTransientNetworkError(error) || !this.#replayable) return null;
+    // A request that never left (refused, connect timeout) is safe to repeat whatever its method.
+    return this.#idempotent || isConnectFailure(error) ? 'network' : null;
+  }
+
+  /**
+   * The wait before the next attempt in ms, or -1 when the outcome goes to the caller instead:
+   * attempts used up, unsafe to repeat, Retry-After beyond its cap or past the deadline, or
+   * the budget spent.
+   */
+  #retryDelay(
+    retryAfter: number | undefined,
+    reason: RetryReason,
+    statusCode?: number,
+    error?: Error,
+  ): number {
+    const ex = this.#ex;
+    if (reason === 'status' && !(this.#idempotent && this.#replayable)) {
+      return this.#giveUp(this.#replayable ? 'not-idempotent' : 'not-replayable', statusCode, error);
+    }
+    if (ex.attempt >= this.#maxAttempts) return this.#giveUp('attempts', statusCode, error);
+    if (retryAfter !== undefined && retryAfter > this.#stage.maxRetryAfter) {
+      return this.#giveUp('retry-after', statusCode, error);
+    }
+    const step = this.#step === null ? this.#stage.backoff.first() : this.#step.next();
+    this.#step = step;
+    const delay = Math.min(Math.max(step.delay, retryAfter ?? 0), MAX_TIMER_MS);
+    if (performance.now() + delay >= ex.deadline) return this.#giveUp('deadline', statusCode, error);
+    if (this.#budget !== null && !this.#budget.tryWithdraw(Date.now())) {
+      ex.observer?.retryBudgetExhausted();
+      return this.#giveUp('budget', statusCode, error);
+    }
+    return delay;
+  }
+
+  #giveUp(reason: GiveUpReason, statusCode: number | undefined, error: Error | undefined): -1 {
+    const events = this.#stage.giveUpEvents;
+    if (events.hasListeners) {
+      events.emit({ key: this.#ex.key, attempts: this.#ex.attempt, reason, statusCode, error });
+    }
+    return -1;
+  }
+
+  #schedule(
+    delay: number,
+    reason: RetryReason,
+    statusCode: number | undefined,
+    error: Error | undefined,
+  ): void {
+    const ex = this.#ex;
+    ex.observer?.retryScheduled(reason);
+    const events = this.#stage.retryEvents;
+    if (events.hasListeners)
+      events.emit({ key: ex.key, attempt: ex.attempt, delay, reason, statusCode, error });
+    this.#timer = setTimeout(fireRetry, delay, this);
+    this.#timer.unref();
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+}
+
+function fireRetry(run: RetryHandler): void {
+  run.retryNow();
+}
+
+/** Adds the number of attempts made to the error the caller gets, keeping the error itself. */
+function withAttempts(error: Error, attempts: number): Error {
+  if (typeof error === 'object' && error !== null && Object.isExtensible(error)) {
+    (error as Error & { attempts?: number }).attempts = attempts;
+  }
+  return error;
+}
+
+export function retryLayer(stage: RetryStage, next: Layer): Layer {
+  return function retryStep(opts, handler, ex) {
+    new RetryHandler(handler, opts, ex, next, stage).start();
+  };
+}

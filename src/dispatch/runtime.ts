@@ -1,0 +1,147 @@
+import { errors } from 'undici';
+import { sanitizeOrigin } from '../metrics/labels.js';
+import { AttemptRecorder } from './attempt-recorder.js';
+import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
+import type { PipelineObserver } from './observer.js';
+import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
+
+export type KeyFunction = (opts: DispatchOptions) => string;
+
+/**
+ * One pipeline bound to one downstream `dispatch`: the door every request comes through. It
+ * resolves the request's key and metrics handle once, keeps the live exchanges in an intrusive
+ * list (so `close()` can wait for them and `destroy()` can abort them), and starts the stages.
+ */
+export class Runtime implements ExchangeOwner {
+  readonly dispatch: DispatchFn;
+  readonly #downstream: DispatchFn;
+  readonly #stages: Layer;
+  readonly #key: KeyFunction | undefined;
+  readonly #observer: PipelineObserver | undefined;
+  #head: Exchange | null = null;
+  #live = 0;
+  #closed = false;
+  #destroyed: Error | null = null;
+  #idleWaiters: Array<() => void> = [];
+
+  constructor(
+    downstream: DispatchFn,
+    buildStages: (terminal: Layer) => Layer,
+    key: KeyFunction | undefined,
+    observer: PipelineObserver | undefined,
+  ) {
+    this.#downstream = downstream;
+    this.#key = key;
+    this.#observer = observer;
+    this.#stages = buildStages(
+      observer === undefined ? plainTerminal(downstream) : recordingTerminal(downstream),
+    );
+    const runtime = this;
+    // undici's compose() checks that an interceptor's dispatch declares exactly two parameters.
+    this.dispatch = function breakwaterDispatch(opts: DispatchOptions, handler: Handler): boolean {
+      return runtime.run(opts, handler);
+    };
+  }
+
+  get live(): number {
+    return this.#live;
+  }
+
+  run(opts: DispatchOptions, handler: Handler): boolean {
+    // Upgrades and CONNECT hand the socket to the caller: nothing to retry, time or count.
+    if (opts.upgrade || opts.method === 'CONNECT') return this.#downstream(opts, handler);
+    if (this.#destroyed !== null || this.#closed) {
+      failAtOnce(handler, this.#destroyed ?? new errors.ClientClosedError());
+      return false;
+    }
+    const origin = originOf(opts.origin);
+    const key = this.#key === undefined ? origin : this.#key(opts);
+    const observer = this.#observer?.origin(sanitizeOrigin(origin));
+    const ex = new Exchange(opts, key, observer, handler, this, performance.now());
+    this.#link(ex);
+    try {
+      this.#stages(opts, ex, ex);
+    } catch (err) {
+      ex.onResponseError(DEAD_CONTROLLER, err as Error);
+    }
+    return true;
+  }
+
+  settled(ex: Exchange): void {
+    this.#unlink(ex);
+    if (this.#live === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** Refuses new requests and resolves once every live one has settled. */
+  close(): Promise<void> {
+    this.#closed = true;
+    if (this.#live === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Refuses new requests and aborts every live one (queued, backing off or in flight) with `error`. */
+  destroy(error: Error = new errors.ClientDestroyedError()): void {
+    this.#destroyed = error;
+    for (let ex = this.#head; ex !== null; ) {
+      const next = ex.liveNext;
+      if (ex.controller === null) ex.pendingAbort = error;
+      else ex.controller.abort(error);
+      ex = next;
+    }
+  }
+
+  #link(ex: Exchange): void {
+    ex.liveNext = this.#head;
+    if (this.#head !== null) this.#head.livePrev = ex;
+    this.#head = ex;
+    this.#live++;
+  }
+
+  #unlink(ex: Exchange): void {
+    if (ex.livePrev !== null) ex.livePrev.liveNext = ex.liveNext;
+    else if (this.#head === ex) this.#head = ex.liveNext;
+    else return;
+    if (ex.liveNext !== null) ex.liveNext.livePrev = ex.livePrev;
+    ex.livePrev = null;
+    ex.liveNext = null;
+    this.#live--;
+  }
+}
+
+function plainTerminal(dispatch: DispatchFn): Layer {
+  return function send(opts, handler) {
+    dispatch(opts, handler);
+  };
+}
+
+function recordingTerminal(dispatch: DispatchFn): Layer {
+  return function sendAndRecord(opts, handler, ex) {
+    dispatch(opts, new AttemptRecorder(handler, ex));
+  };
+}
+
+/** The request's origin as a string; undici passes a string or a URL. */
+function originOf(origin: DispatchOptions['origin']): string {
+  if (typeof origin === 'string') return origin;
+  return origin === undefined ? '' : origin.origin;
+}
+
+/** A controller for a request that never started: aborting it does nothing. */
+const DEAD_CONTROLLER: Controller = {
+  aborted: true,
+  paused: false,
+  reason: null,
+  abort() {},
+  pause() {},
+  resume() {},
+};
+
+/** Fails a request before any stage ran, the way undici's dispatchers do. */
+function failAtOnce(handler: Handler, error: Error): void {
+  handler.onRequestStart?.(DEAD_CONTROLLER, {});
+  handler.onResponseError?.(DEAD_CONTROLLER, error);
+}

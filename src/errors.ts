@@ -1,0 +1,172 @@
+/**
+ * Errors the library raises for decisions it made itself. Anything else (undici's errors, network
+ * errors) passes through untouched. Each class carries a stable `code` and a `Symbol.for` brand so
+ * that `instanceof` and the `is…` guards work across two copies of the package.
+ */
+
+const kResilienceError = Symbol.for('breakwater.error');
+
+export type ResilienceErrorCode =
+  | 'BREAKWATER_BULKHEAD_REJECTED'
+  | 'BREAKWATER_CIRCUIT_OPEN'
+  | 'BREAKWATER_TIMEOUT'
+  | 'BREAKWATER_INVALID_OPTION';
+
+export class ResilienceError extends Error {
+  readonly code: ResilienceErrorCode;
+
+  constructor(code: ResilienceErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ResilienceError';
+    this.code = code;
+  }
+
+  get [kResilienceError](): true {
+    return true;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, 'ResilienceError');
+  }
+}
+
+/** A bulkhead had every slot busy and its queue full. */
+export class BulkheadRejectedError extends ResilienceError {
+  readonly key: string;
+  readonly maxConcurrent: number;
+  readonly maxQueue: number;
+
+  constructor(key: string, maxConcurrent: number, maxQueue: number) {
+    super(
+      'BREAKWATER_BULKHEAD_REJECTED',
+      `bulkhead full for ${key}: ${maxConcurrent} in flight and ${maxQueue} queued`,
+    );
+    this.name = 'BulkheadRejectedError';
+    this.key = key;
+    this.maxConcurrent = maxConcurrent;
+    this.maxQueue = maxQueue;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, 'BulkheadRejectedError');
+  }
+}
+
+export type CircuitState = 'closed' | 'open' | 'half_open';
+
+/** The circuit for a key is open (or half-open with every probe taken): the attempt never left. */
+export class CircuitOpenError extends ResilienceError {
+  readonly key: string;
+  readonly state: CircuitState;
+  /** Milliseconds until the breaker admits a probe again (0 when half-open and busy probing). */
+  readonly retryAfterMs: number;
+
+  constructor(key: string, state: CircuitState, retryAfterMs: number) {
+    super(
+      'BREAKWATER_CIRCUIT_OPEN',
+      state === 'open'
+        ? `circuit open for ${key}: next probe in ${Math.ceil(retryAfterMs)} ms`
+        : `circuit half-open for ${key}: every probe slot is taken`,
+    );
+    this.name = 'CircuitOpenError';
+    this.key = key;
+    this.state = state;
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, 'CircuitOpenError');
+  }
+}
+
+export type TimeoutScope = 'attempt' | 'total';
+
+/** A timeout stage fired; the request under it was aborted. */
+export class TimeoutError extends ResilienceError {
+  readonly scope: TimeoutScope;
+  readonly ms: number;
+
+  constructor(scope: TimeoutScope, ms: number) {
+    super('BREAKWATER_TIMEOUT', `${scope} timeout of ${ms} ms exceeded`);
+    this.name = 'TimeoutError';
+    this.scope = scope;
+    this.ms = ms;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, 'TimeoutError');
+  }
+}
+
+/** An option had the wrong type or range. Thrown by the factories, never per request. */
+export class InvalidOptionError extends ResilienceError {
+  readonly path: string;
+
+  constructor(path: string, expected: string, got: unknown) {
+    super('BREAKWATER_INVALID_OPTION', `expected ${path} to be ${expected}, got ${describe(got)}`);
+    this.name = 'InvalidOptionError';
+    this.path = path;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, 'InvalidOptionError');
+  }
+}
+
+function hasBrand(value: unknown, name: string): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (!(value as { [kResilienceError]?: boolean })[kResilienceError]) return false;
+  if (name === 'ResilienceError') return true;
+  // Walk the prototype chain by constructor name: the brand is shared, the class name is not.
+  for (let proto = Object.getPrototypeOf(value); proto !== null; proto = Object.getPrototypeOf(proto)) {
+    if (proto.constructor?.name === name) return true;
+  }
+  return false;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  if (typeof value === 'object') return 'an object';
+  return String(value);
+}
+
+/**
+ * Depth bound for walking `cause` chains: fetch wraps once, user code may wrap a few more, a cycle
+ * must not loop forever.
+ */
+const MAX_CAUSE_DEPTH = 8;
+
+/** Finds the first error in `err`'s `cause` chain (itself included) that satisfies `predicate`. */
+export function findInCauseChain<T>(err: unknown, predicate: (e: unknown) => e is T): T | undefined {
+  let current = err;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && current != null; depth++) {
+    if (predicate(current)) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+const isBulkhead = (e: unknown): e is BulkheadRejectedError => e instanceof BulkheadRejectedError;
+const isCircuit = (e: unknown): e is CircuitOpenError => e instanceof CircuitOpenError;
+const isTimeout = (e: unknown): e is TimeoutError => e instanceof TimeoutError;
+const isInvalid = (e: unknown): e is InvalidOptionError => e instanceof InvalidOptionError;
+const isResilience = (e: unknown): e is ResilienceError => e instanceof ResilienceError;
+
+/** True when `err`, or an error in its `cause` chain (as `fetch` wraps it), is a `BulkheadRejectedError`. */
+export const isBulkheadRejectedError = (err: unknown): boolean =>
+  findInCauseChain(err, isBulkhead) !== undefined;
+/** True when `err`, or an error in its `cause` chain, is a `CircuitOpenError`. */
+export const isCircuitOpenError = (err: unknown): boolean => findInCauseChain(err, isCircuit) !== undefined;
+/** True when `err`, or an error in its `cause` chain, is a `TimeoutError`. */
+export const isTimeoutError = (err: unknown): boolean => findInCauseChain(err, isTimeout) !== undefined;
+/** True when `err`, or an error in its `cause` chain, is an `InvalidOptionError`. */
+export const isInvalidOptionError = (err: unknown): boolean => findInCauseChain(err, isInvalid) !== undefined;
+/** True when `err`, or an error in its `cause` chain, is any error this library raised. */
+export const isResilienceError = (err: unknown): boolean => findInCauseChain(err, isResilience) !== undefined;
+
+/** The library's own error inside `err` (e.g. unwrapping `fetch`'s `TypeError`), if any. */
+export const getResilienceError = (err: unknown): ResilienceError | undefined =>
+  findInCauseChain(err, isResilience);

@@ -1,0 +1,68 @@
+export type {
+  KeySnapshot,
+  OriginObserver,
+  PipelineObserver,
+  RequestOutcome,
+  RetryReason,
+  StateSource,
+  StatusClass,
+} from './dispatch/observer.js';
+export type { BodyFactory, RequestOverrides } from './dispatch/types.js';
+export {
+  BulkheadRejectedError,
+  CircuitOpenError,
+  type CircuitState,
+  getResilienceError,
+  InvalidOptionError,
+  isBulkheadRejectedError,
+  isCircuitOpenError,
+  isInvalidOptionError,
+  isResilienceError,
+  isTimeoutError,
+  ResilienceError,
+  type ResilienceErrorCode,
+  TimeoutError,
+  type TimeoutScope,
+} from './errors.js';
+export type { Disposable } from './internal/event.js';
+export {
+  type MetricsRegistry,
+  type PoolStatsLike,
+  type PoolStatsSource,
+  PrometheusMetrics,
+  type PrometheusMetricsOptions,
+  prometheusMetrics,
+} from './metrics/prometheus.js';
+export {
+  type MetricsHandlerOptions,
+  type MetricsServer,
+  metricsHandler,
+  type ServeMetricsOptions,
+  serveMetrics,
+} from './metrics/serve.js';
+export {
+  type KeyHealth,
+  type PipelineOptions,
+  pipeline,
+  type ResilienceInterceptor,
+  type Stage,
+} from './pipeline.js';
+export { type BulkheadOptions, BulkheadStage, bulkhead } from './policies/bulkhead.js';
+export {
+  type CircuitBreakerOptions,
+  type CircuitBreakerSnapshot,
+  CircuitBreakerStage,
+  type CircuitStateChange,
+  circuitBreaker,
+} from './policies/circuit-breaker.js';
+export {
+  type GiveUpEvent,
+  type GiveUpReason,
+  type RetryEvent,
+  type RetryOptions,
+  RetryStage,
+  retry,
+} from './policies/retry.js';
+export { type TimeoutOptions, TimeoutStage, timeout } from './policies/timeout.js';
+export { ResilientDispatcher, resilient } from './resilient.js';
+export { type PresetTimeout, type StandardPipelineOptions, standardPipeline } from './standard.js';

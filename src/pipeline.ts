@@ -1,0 +1,205 @@
+import type { Dispatcher } from 'undici';
+import { breakerLayer } from './dispatch/breaker-handler.js';
+import { bulkheadLayer } from './dispatch/bulkhead-handler.js';
+import type { Layer } from './dispatch/exchange.js';
+import type { KeySnapshot, PipelineObserver } from './dispatch/observer.js';
+import { retryLayer } from './dispatch/retry-handler.js';
+import { type KeyFunction, Runtime } from './dispatch/runtime.js';
+import { timeoutLayer } from './dispatch/timeout-handler.js';
+import type { DispatchFn, DispatchOptions } from './dispatch/types.js';
+import type { CircuitState } from './errors.js';
+import { InvalidOptionError } from './errors.js';
+import { knownKeys, optionalFunction, optionalObject } from './internal/validate.js';
+import { sanitizeOrigin } from './metrics/labels.js';
+import { BulkheadStage } from './policies/bulkhead.js';
+import { CircuitBreakerStage } from './policies/circuit-breaker.js';
+import { DEFAULT_RETRY_STATUSES, RetryStage } from './policies/retry.js';
+import { TimeoutStage } from './policies/timeout.js';
+
+/** Any stage a pipeline accepts. */
+export type Stage = TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage;
+
+export interface PipelineOptions {
+  /** Receives the pipeline's events and reads its state at scrape time, e.g. `prometheusMetrics()`. */
+  metrics?: PipelineObserver;
+  /**
+   * The isolation key of a request: breakers, bulkheads and budgets are kept per key.
+   * @default the request's origin, `scheme://host[:port]` as undici passes it
+   */
+  key?: (opts: DispatchOptions) => string;
+}
+
+/** One key's live state, as `health()` reports it. */
+export interface KeyHealth {
+  /** Absent without a circuit breaker stage. */
+  circuit?: CircuitState;
+  inFlight: number;
+  queued: number;
+  /** Absent without a retry budget. */
+  retryBudgetLeft?: number;
+}
+
+/** What `pipeline()` returns: an undici interceptor with a little more. */
+export interface ResilienceInterceptor {
+  (dispatch: Dispatcher['dispatch']): Dispatcher['dispatch'];
+  /** The stages, outermost first. */
+  readonly stages: readonly Stage[];
+  /** Per key: breaker state, attempts in flight and queued, retries the budget allows now. */
+  health(): Record<string, KeyHealth>;
+  /** Refuses new requests and resolves once those in progress settled; then no timer of ours is left. */
+  close(): Promise<void>;
+  /** Refuses new requests and aborts the ones in progress (queued, in backoff, in flight). */
+  destroy(error?: Error): void;
+}
+
+const kRuntime = Symbol('breakwater.runtime');
+
+/**
+ * Composes stages into one undici interceptor, for `dispatcher.compose(...)` or `resilient()`.
+ * Stages are listed outermost first, like cockatiel's `wrap` and Polly's builder; a timeout
+ * after a retry stage bounds each attempt, a timeout before it bounds the whole exchange.
+ */
+export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}): ResilienceInterceptor {
+  if (!Array.isArray(stages)) throw new InvalidOptionError('stages', 'an array of stages', stages);
+  stages.forEach((stage, i) => {
+    if (!isStage(stage))
+      throw new InvalidOptionError(
+        `stages[${i}]`,
+        'a stage made by bulkhead(), timeout(), retry() or circuitBreaker()',
+        stage,
+      );
+  });
+  const o = optionalObject('pipeline', options);
+  knownKeys('pipeline', o, ['metrics', 'key']);
+  const key = optionalFunction<KeyFunction>('pipeline.key', o?.key);
+  const metrics = o?.metrics as PipelineObserver | undefined;
+  if (
+    metrics !== undefined &&
+    (typeof metrics.origin !== 'function' || typeof metrics.attach !== 'function')
+  ) {
+    throw new InvalidOptionError(
+      'pipeline.metrics',
+      'a metrics object such as prometheusMetrics({ registry })',
+      metrics,
+    );
+  }
+  const frozen = Object.freeze([...stages]);
+  const buildStages = (terminal: Layer): Layer => buildLayers(frozen, terminal);
+  const runtimes = new Set<Runtime>();
+
+  const interceptor = ((dispatch: Dispatcher['dispatch']) => {
+    const runtime = new Runtime(dispatch as DispatchFn, buildStages, key, metrics);
+    runtimes.add(runtime);
+    const dispatchFn = runtime.dispatch as Dispatcher['dispatch'] & { [kRuntime]?: Runtime };
+    dispatchFn[kRuntime] = runtime;
+    return dispatchFn;
+  }) as ResilienceInterceptor;
+
+  Object.defineProperties(interceptor, {
+    stages: { value: frozen, enumerable: true },
+    health: { value: () => health(frozen) },
+    close: { value: async () => void (await Promise.all([...runtimes].map((r) => r.close()))) },
+    destroy: {
+      value: (error?: Error) => {
+        for (const runtime of runtimes) runtime.destroy(error);
+      },
+    },
+  });
+  metrics?.attach({ snapshot: () => snapshot(frozen, key !== undefined) });
+  return interceptor;
+}
+
+/** The runtime behind a dispatch function made by a pipeline interceptor (for `resilient()`). */
+export function runtimeOf(dispatch: unknown): Runtime | undefined {
+  return (dispatch as { [kRuntime]?: Runtime } | null)?.[kRuntime];
+}
+
+function isStage(value: unknown): value is Stage {
+  return (
+    value instanceof TimeoutStage ||
+    value instanceof RetryStage ||
+    value instanceof CircuitBreakerStage ||
+    value instanceof BulkheadStage
+  );
+}
+
+/** Wraps `terminal` in the stages from the innermost out, so the first stage listed runs first. */
+function buildLayers(stages: readonly Stage[], terminal: Layer): Layer {
+  const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
+  // A breaker counts the statuses the retry stage treats as failures (or the default ones).
+  const retryStage = stages.find((s): s is RetryStage => s instanceof RetryStage);
+  const failureStatus = retryStage?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES);
+  let layer = terminal;
+  for (let i = stages.length - 1; i >= 0; i--) {
+    const stage = stages[i]!;
+    if (stage instanceof TimeoutStage) {
+      layer = timeoutLayer(stage, retryIndex !== -1 && retryIndex < i ? 'attempt' : 'total', layer);
+    } else if (stage instanceof RetryStage) {
+      layer = retryLayer(stage, layer);
+    } else if (stage instanceof CircuitBreakerStage) {
+      layer = breakerLayer(stage, failureStatus, layer);
+    } else {
+      layer = bulkheadLayer(stage, layer);
+    }
+  }
+  return layer;
+}
+
+function statusTable(statuses: readonly number[]): boolean[] {
+  const table: boolean[] = new Array(600).fill(false);
+  for (const status of statuses) table[status] = true;
+  return table;
+}
+
+function collectKeys(stages: readonly Stage[]): Map<string, KeyHealth> {
+  const keys = new Map<string, KeyHealth>();
+  const entry = (key: string): KeyHealth => {
+    let h = keys.get(key);
+    if (h === undefined) {
+      h = { inFlight: 0, queued: 0 };
+      keys.set(key, h);
+    }
+    return h;
+  };
+  const now = Date.now();
+  for (const stage of stages) {
+    if (stage instanceof BulkheadStage) {
+      for (const [key, state] of stage.states.entries()) {
+        const h = entry(key);
+        h.inFlight += state.inFlight;
+        h.queued += state.queued;
+      }
+    } else if (stage instanceof CircuitBreakerStage) {
+      for (const [key, breaker] of stage.breakers.entries()) {
+        const h = entry(key);
+        h.circuit = worse(h.circuit, breaker.state);
+      }
+    } else if (stage instanceof RetryStage && stage.budgets !== null) {
+      for (const [key, budget] of stage.budgets.entries()) {
+        const h = entry(key);
+        const left = budget.remaining(now);
+        h.retryBudgetLeft = h.retryBudgetLeft === undefined ? left : Math.min(h.retryBudgetLeft, left);
+      }
+    }
+  }
+  return keys;
+}
+
+const SEVERITY: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
+
+function worse(a: CircuitState | undefined, b: CircuitState): CircuitState {
+  return a === undefined || SEVERITY[b] > SEVERITY[a] ? b : a;
+}
+
+function health(stages: readonly Stage[]): Record<string, KeyHealth> {
+  return Object.fromEntries(collectKeys(stages));
+}
+
+function snapshot(stages: readonly Stage[], customKey: boolean): KeySnapshot[] {
+  const out: KeySnapshot[] = [];
+  for (const [key, h] of collectKeys(stages)) {
+    // With a custom key function the key is not an origin; its label says so rather than leak it.
+    out.push({ key, origin: customKey ? 'other' : sanitizeOrigin(key), ...h });
+  }
+  return out;
+}

@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** A demo run with 120 requests takes a few seconds; anything near this is a hang. */
+const KILL_AFTER_MS = 45_000;
+
+interface DemoRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `examples/demo.ts` as `npm start` would (through tsx), killed if it does not end by itself. */
+function runDemo(args: string[]): Promise<DemoRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo.ts', ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(killer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+interface RunSummary {
+  successRate: number;
+  latencyMs: { p50: number; p95: number; p99: number };
+  upstreamRequests: number;
+  upstreamRequestsPerLogical: number;
+  postsExecutedTwice: number;
+  circuitOpens: number;
+  peakQueueDepth: number;
+  wallMs: number;
+}
+
+interface DemoJson {
+  profile: string;
+  seed: number;
+  requests: number;
+  concurrency: number;
+  plain: RunSummary;
+  breakwater: RunSummary;
+}
+
+async function runJson(args: string[]): Promise<DemoJson> {
+  const run = await runDemo(['--json', '--requests', '120', ...args]);
+  assert.equal(run.signal, null, `the demo ended by itself (stderr: ${run.stderr})`);
+  assert.equal(run.code, 0, `exit code 0 (stderr: ${run.stderr})`);
+  // --json prints exactly one JSON object and nothing else on stdout.
+  return JSON.parse(run.stdout) as DemoJson;
+}
+
+function assertNumbers(summary: RunSummary): void {
+  for (const [name, value] of Object.entries(summary)) {
+    if (name === 'latencyMs') {
+      for (const v of Object.values(value as object))
+        assert.equal(typeof v, 'number', `latencyMs.* is a number`);
+    } else if (typeof value !== 'object') {
+      assert.equal(typeof value, 'number', `${name} is a number`);
+    }
+  }
+}
+
+describe('npm start (examples/demo.ts)', { concurrency: true }, () => {
+  test('flaky: Breakwater succeeds more than the plain loop, runs no POST twice, adds little load', async () => {
+    const result = await runJson(['--profile', 'flaky', '--seed', '1']);
+    assert.equal(result.profile, 'flaky');
+    assert.equal(result.requests, 120);
+    assert.equal(result.seed, 1);
+    assertNumbers(result.plain);
+    assertNumbers(result.breakwater);
+    const { plain, breakwater } = result;
+    assert.ok(
+      breakwater.successRate > plain.successRate,
+      `Breakwater ${breakwater.successRate} > plain ${plain.successRate}`,
+    );
+    assert.equal(breakwater.postsExecutedTwice, 0);
+    assert.ok(
+      breakwater.upstreamRequestsPerLogical <= 1.5,
+      `${breakwater.upstreamRequestsPerLogical} <= 1.5`,
+    );
+    assert.ok(
+      breakwater.upstreamRequestsPerLogical >= 1,
+      'every logical request reached the upstream at least once',
+    );
+  });
+
+  test('outage: the breaker opens and Breakwater sends a fraction of what the plain loop sends', async () => {
+    const result = await runJson(['--profile', 'outage']);
+    const { plain, breakwater } = result;
+    assert.equal(result.profile, 'outage');
+    assert.equal(breakwater.postsExecutedTwice, 0);
+    assert.ok(breakwater.circuitOpens >= 1, `circuit opened (${breakwater.circuitOpens})`);
+    assert.ok(
+      breakwater.upstreamRequestsPerLogical <= 1.5,
+      `${breakwater.upstreamRequestsPerLogical} <= 1.5`,
+    );
+    assert.ok(
+      breakwater.upstreamRequests < plain.upstreamRequests / 2,
+      `Breakwater sent ${breakwater.upstreamRequests}, plain ${plain.upstreamRequests}`,
+    );
+  });
+
+  test('--help prints the usage and exits 0', async () => {
+    const run = await runDemo(['--help']);
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /^Usage: /);
+    assert.match(run.stdout, /--requests/);
+    assert.match(run.stdout, /--profile/);
+    assert.equal(run.stderr, '');
+  });
+
+  for (const [args, message] of [
+    [['--requests', 'banana'], /--requests must be an integer.*'banana'/],
+    [['--nope'], /unknown option --nope/],
+    [['--profile', 'sunny'], /--profile must be one of/],
+    [['--concurrency', '0'], /--concurrency must be an integer/],
+    [['extra'], /unexpected argument 'extra'/],
+  ] as const) {
+    test(`a bad flag (${args.join(' ')}) prints one line on stderr and exits 2`, async () => {
+      const run = await runDemo([...args]);
+      assert.equal(run.code, 2);
+      assert.equal(run.stdout, '');
+      assert.match(run.stderr, message);
+      assert.equal(run.stderr.trimEnd().split('\n').length, 1, 'one line');
+    });
+  }
+});
