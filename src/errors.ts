@@ -64,9 +64,11 @@ export class CircuitOpenError extends ResilienceError {
   constructor(key: string, state: CircuitState, retryAfterMs: number) {
     super(
       'BREAKWATER_CIRCUIT_OPEN',
-      state === 'open'
-        ? `circuit open for ${key}: next probe in ${Math.ceil(retryAfterMs)} ms`
-        : `circuit half-open for ${key}: every probe slot is taken`,
+      state === 'half_open'
+        ? `circuit half-open for ${key}: every probe slot is taken`
+        : Number.isFinite(retryAfterMs)
+          ? `circuit open for ${key}: next probe in ${Math.ceil(retryAfterMs)} ms`
+          : `circuit isolated for ${key}: open until reset`,
     );
     this.name = 'CircuitOpenError';
     this.key = key;
