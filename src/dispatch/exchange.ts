@@ -1,5 +1,7 @@
 import { BulkheadRejectedError, CircuitOpenError, TimeoutError } from '../errors.js';
 import { isCallerAbort, isTransientNetworkError } from '../http/classify.js';
+import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
+import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, StatusClass } from './observer.js';
 import type { Controller, DispatchOptions, Handler, Headers, RequestOverrides } from './types.js';
 
@@ -38,6 +40,8 @@ export class Exchange implements Handler {
   pendingAbort: Error | null = null;
 
   readonly #handler: Handler;
+  /** Our own legacy adapter reads the raw headers; any other handler gets them parsed. */
+  readonly #wantsParsed: boolean;
   readonly #owner: ExchangeOwner;
   #status = 0;
   #settled = false;
@@ -55,6 +59,7 @@ export class Exchange implements Handler {
     this.overrides = opts.breakwater;
     this.observer = observer;
     this.#handler = handler;
+    this.#wantsParsed = !(handler instanceof LegacyHandlerAdapter);
     this.#owner = owner;
     this.startedAt = startedAt;
   }
@@ -72,7 +77,8 @@ export class Exchange implements Handler {
     statusMessage?: string,
   ): void {
     this.#status = statusCode;
-    this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+    const parsed = this.#wantsParsed ? resolveHeaders(controller, headers) : headers;
+    this.#handler.onResponseStart?.(controller, statusCode, parsed, statusMessage);
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
@@ -92,7 +98,10 @@ export class Exchange implements Handler {
         );
       }
     }
-    this.#handler.onResponseEnd?.(controller, trailers);
+    this.#handler.onResponseEnd?.(
+      controller,
+      this.#wantsParsed ? resolveTrailers(controller, trailers) : trailers,
+    );
   }
 
   onResponseError(controller: Controller, error: Error): void {

@@ -8,6 +8,7 @@ import type { BackoffStep } from '../policies/backoff.js';
 import type { GiveUpReason, RetryStage } from '../policies/retry.js';
 import type { RetryBudget } from '../policies/retry-budget.js';
 import type { Exchange, Layer } from './exchange.js';
+import { resolveHeaders } from './lazy-headers.js';
 import type { RetryReason } from './observer.js';
 import type { Controller, DispatchOptions, Handler, Headers } from './types.js';
 
@@ -186,11 +187,8 @@ class RetryHandler implements Controller {
   ): void {
     if (this.#done || attempt !== this.#attempt) return;
     if (this.#stage.retryableStatus[statusCode] === true) {
-      const delay = this.#retryDelay(
-        parseRetryAfter(headers['retry-after'], Date.now()),
-        'status',
-        statusCode,
-      );
+      const retryAfter = resolveHeaders(attempt.controller ?? this, headers)['retry-after'];
+      const delay = this.#retryDelay(parseRetryAfter(retryAfter, Date.now()), 'status', statusCode);
       if (delay >= 0) {
         attempt.phase = 'draining';
         this.#schedule(delay, 'status', statusCode, undefined);

@@ -1,9 +1,11 @@
 import { errors } from 'undici';
 import { sanitizeOrigin } from '../metrics/labels.js';
 import { AttemptRecorder } from './attempt-recorder.js';
+import { CoreBridge } from './core-bridge.js';
 import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
 import type { PipelineObserver } from './observer.js';
 import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
+import { CORE_SPEAKS_LEGACY } from './undici-version.js';
 
 export type KeyFunction = (opts: DispatchOptions) => string;
 
@@ -113,12 +115,22 @@ export class Runtime implements ExchangeOwner {
 }
 
 function plainTerminal(dispatch: DispatchFn): Layer {
+  if (CORE_SPEAKS_LEGACY) {
+    return function send(opts, handler) {
+      dispatch(opts, new CoreBridge(handler, null) as unknown as Handler);
+    };
+  }
   return function send(opts, handler) {
     dispatch(opts, handler);
   };
 }
 
 function recordingTerminal(dispatch: DispatchFn): Layer {
+  if (CORE_SPEAKS_LEGACY) {
+    return function sendAndRecord(opts, handler, ex) {
+      dispatch(opts, new CoreBridge(handler, ex) as unknown as Handler);
+    };
+  }
   return function sendAndRecord(opts, handler, ex) {
     dispatch(opts, new AttemptRecorder(handler, ex));
   };

@@ -1,0 +1,27 @@
+import { util } from 'undici';
+import type { Controller, Headers } from './types.js';
+
+/**
+ * Stands in for a parsed header object inside the pipeline when undici has only raw headers.
+ *
+ * On undici 7 the core speaks the legacy handler API and hands over raw header buffers; undici's
+ * own `request()` parses them itself. Parsing them for the stages too would cost a full parse per
+ * response for nothing: the stages read a header only to honour Retry-After. So the core bridge
+ * passes this marker and keeps the raw headers on its controller (as undici's own controllers
+ * do), and whoever needs a value resolves it.
+ */
+export const UNPARSED: Headers = Object.freeze({}) as Headers;
+
+/** The parsed headers, parsing the controller's raw ones if `headers` is the UNPARSED marker. */
+export function resolveHeaders(controller: Controller, headers: Headers): Headers {
+  if (headers !== UNPARSED) return headers;
+  const raw = controller.rawHeaders;
+  return Array.isArray(raw) ? (util.parseHeaders(raw as Buffer[]) as Headers) : {};
+}
+
+/** The same for trailers, from the controller's raw trailers. */
+export function resolveTrailers(controller: Controller, trailers: Headers): Headers {
+  if (trailers !== UNPARSED) return trailers;
+  const raw = controller.rawTrailers;
+  return Array.isArray(raw) ? (util.parseHeaders(raw as Buffer[]) as Headers) : {};
+}
