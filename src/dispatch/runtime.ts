@@ -3,7 +3,7 @@ import { sanitizeOrigin } from '../metrics/labels.js';
 import { AttemptRecorder } from './attempt-recorder.js';
 import { CoreBridge } from './core-bridge.js';
 import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
-import type { PipelineObserver } from './observer.js';
+import type { OriginObserver, PipelineObserver } from './observer.js';
 import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
 import { CORE_SPEAKS_LEGACY } from './undici-version.js';
 
@@ -25,6 +25,8 @@ export class Runtime implements ExchangeOwner {
   #closed = false;
   #destroyed: Error | null = null;
   #idleWaiters: Array<() => void> = [];
+  #lastOrigin = '';
+  #lastObserver: OriginObserver | undefined;
 
   constructor(
     downstream: DispatchFn,
@@ -58,7 +60,7 @@ export class Runtime implements ExchangeOwner {
     }
     const origin = originOf(opts.origin);
     const key = this.#key === undefined ? origin : this.#key(opts);
-    const observer = this.#observer?.origin(sanitizeOrigin(origin));
+    const observer = this.#observer === undefined ? undefined : this.#observerFor(origin);
     const ex = new Exchange(opts, key, observer, handler, this, performance.now());
     this.#link(ex);
     try {
@@ -67,6 +69,15 @@ export class Runtime implements ExchangeOwner {
       ex.onResponseError(DEAD_CONTROLLER, err as Error);
     }
     return true;
+  }
+
+  /** The metrics handle for an origin; one remembered, as most clients talk to one upstream at a time. */
+  #observerFor(origin: string): OriginObserver {
+    if (origin !== this.#lastOrigin || this.#lastObserver === undefined) {
+      this.#lastObserver = this.#observer!.origin(sanitizeOrigin(origin));
+      this.#lastOrigin = origin;
+    }
+    return this.#lastObserver;
   }
 
   settled(ex: Exchange): void {

@@ -3,12 +3,17 @@
  * Per-key state (bulkheads, breakers, budgets) lives here, so a client that talks to 10,000
  * origins holds at most `capacity` of them; an entry that is busy (requests in flight, an open
  * breaker) is never dropped, so the map may exceed its bound only by the number of busy keys.
+ *
+ * Recency is a counter stamped on each hit rather than Map re-insertion: a hit is on every
+ * request's path and costs one increment, while the scan for the oldest idle entry only runs when
+ * a new key arrives at a full map.
  */
 export class KeyedMap<V> {
-  readonly #entries = new Map<string, V>();
+  readonly #entries = new Map<string, Slot<V>>();
   readonly #capacity: number;
   readonly #create: (key: string) => V;
   readonly #isIdle: (value: V) => boolean;
+  #clock = 0;
 
   constructor(capacity: number, create: (key: string) => V, isIdle: (value: V) => boolean) {
     this.#capacity = capacity;
@@ -18,32 +23,24 @@ export class KeyedMap<V> {
 
   /** The entry for `key`, created on first use; marks it most recently used. */
   get(key: string): V {
-    const entries = this.#entries;
-    let value = entries.get(key);
-    if (value !== undefined) {
-      // Re-inserting moves the key to the end of Map's insertion order: the LRU order for free.
-      // Skipped when already last, which is the common case of one hot origin.
-      if (entries.size > 1) {
-        entries.delete(key);
-        entries.set(key, value);
-      }
-      return value;
+    const slot = this.#entries.get(key);
+    if (slot !== undefined) {
+      slot.used = ++this.#clock;
+      return slot.value;
     }
-    value = this.#create(key);
-    entries.set(key, value);
-    if (entries.size > this.#capacity) this.#evictOne();
+    const value = this.#create(key);
+    this.set(key, value);
     return value;
   }
 
   /** The entry for `key` without creating it or touching its recency. */
   peek(key: string): V | undefined {
-    return this.#entries.get(key);
+    return this.#entries.get(key)?.value;
   }
 
   set(key: string, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.#capacity) this.#evictOne();
+    this.#entries.set(key, { value, used: ++this.#clock });
+    if (this.#entries.size > this.#capacity) this.#evictOne(key);
   }
 
   delete(key: string): boolean {
@@ -54,16 +51,25 @@ export class KeyedMap<V> {
     return this.#entries.size;
   }
 
-  entries(): IterableIterator<[string, V]> {
-    return this.#entries.entries();
+  *entries(): IterableIterator<[string, V]> {
+    for (const [key, slot] of this.#entries) yield [key, slot.value];
   }
 
-  #evictOne(): void {
-    for (const [key, value] of this.#entries) {
-      if (this.#isIdle(value)) {
-        this.#entries.delete(key);
-        return;
+  /** Drops the least recently used idle entry other than `keep` (the one just added). */
+  #evictOne(keep: string): void {
+    let oldestKey: string | undefined;
+    let oldestUse = Number.POSITIVE_INFINITY;
+    for (const [key, slot] of this.#entries) {
+      if (key !== keep && slot.used < oldestUse && this.#isIdle(slot.value)) {
+        oldestKey = key;
+        oldestUse = slot.used;
       }
     }
+    if (oldestKey !== undefined) this.#entries.delete(oldestKey);
   }
+}
+
+interface Slot<V> {
+  readonly value: V;
+  used: number;
 }

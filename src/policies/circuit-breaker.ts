@@ -104,7 +104,9 @@ export class CircuitBreakerStage {
     this.breakers = new KeyedMap(
       maxKeys,
       (key) => this.#create(key),
-      (breaker) => breaker.isIdle(Date.now()),
+      // Any closed breaker may go (it forgets a few recent outcomes); an open or half-open one
+      // must stay, or the upstream it protects would be hit again at once.
+      (breaker) => breaker.state === 'closed',
     );
   }
 

@@ -169,7 +169,8 @@ function createBudgets(value: unknown, maxKeys: number): KeyedMap<RetryBudget> {
   return new KeyedMap(
     maxKeys,
     () => new RetryBudget(options),
-    (budget) => budget.isIdle(Date.now()),
+    // A budget holds no request: evicting one under pressure only forgets its recent counts.
+    () => true,
   );
 }
 
