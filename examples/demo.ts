@@ -5,16 +5,22 @@
  *   npm start -- --profile outage --requests 1000
  *   npx tsx examples/demo.ts --json
  */
-import { describeBreakwater, runBreakwater } from './demo/breakwater.js';
+import { describeBreakwater, type MetricsEndpoint, runBreakwater, startMetrics } from './demo/breakwater.js';
 import { type DemoOptions, parseCli, UsageError, usage } from './demo/cli.js';
-import { buildWorkload } from './demo/job.js';
+import { buildWorkload, type ClientRun, type LogicalRequest } from './demo/job.js';
 import { describePlain, runPlain } from './demo/plain.js';
 import { PROFILES } from './demo/profiles.js';
-import { type DemoResult, formatBreakdown, formatTable, ms, summarize } from './demo/report.js';
-import { Upstream } from './demo/upstream.js';
-
-/** Requests the embedded upstream works on at once; Breakwater's bulkhead is sized to match. */
-const UPSTREAM_WORKERS = 10;
+import {
+  type DemoResult,
+  failedPosts,
+  formatBreakdown,
+  formatTable,
+  ms,
+  type RunSummary,
+  summarize,
+  wrap,
+} from './demo/report.js';
+import { UPSTREAM_WORKERS, Upstream, type UpstreamOptions } from './demo/upstream.js';
 
 async function main(argv: readonly string[]): Promise<number> {
   let options: DemoOptions;
@@ -30,6 +36,23 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
 
+  let endpoint: MetricsEndpoint;
+  try {
+    endpoint = await startMetrics(options.metricsPort);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;
+    process.stderr.write(`demo: --metrics-port ${options.metricsPort}: cannot listen (${code})\n`);
+    return 2;
+  }
+  try {
+    return await demo(options, endpoint);
+  } finally {
+    await endpoint.close();
+  }
+}
+
+async function demo(options: DemoOptions, endpoint: MetricsEndpoint): Promise<number> {
   const out = options.json ? null : process.stdout;
   const say = (text = ''): void => {
     out?.write(`${text}\n`);
@@ -39,50 +62,34 @@ async function main(argv: readonly string[]): Promise<number> {
   const posts = workload.filter((r) => r.method === 'POST').length;
   const started = performance.now();
 
-  say(`Breakwater demo — profile '${profile.name}' (seed ${options.seed}): ${profile.description}`);
+  say(`Breakwater demo — profile '${profile.name}' (seed ${options.seed}): ${profile.description}.`);
   say(
     `${options.requests} logical requests (${options.requests - posts} GET, ${posts} POST), ` +
       `${options.concurrency} at a time, against an embedded upstream with ${UPSTREAM_WORKERS} workers.`,
   );
   say();
-  say(`  plain client  ${describePlain()}`);
-  say(`  Breakwater    ${describeBreakwater()}`);
+  const indent = (lines: string[]): string => lines.join(`\n${' '.repeat(16)}`);
+  say(`  plain client  ${indent(describePlain())}`);
+  say(`  Breakwater    ${indent(describeBreakwater())}`);
+  say(`  metrics       ${endpoint.url} (Breakwater's Prometheus metrics, until the demo ends)`);
   say();
 
   // Each run meets a fresh upstream with the same seed: the same fault sequence.
-  const upstreamOptions = {
+  const upstreamOptions: UpstreamOptions = {
     profile,
     seed: options.seed,
     expectedRequests: options.requests,
     workers: UPSTREAM_WORKERS,
   };
-
-  const plainUpstream = await Upstream.start(upstreamOptions);
-  let plain: DemoResult['plain'];
-  try {
-    const run = await runPlain(plainUpstream, workload, options.concurrency, out);
-    plain = summarize(run, plainUpstream.stats(), options.requests);
-  } finally {
-    await plainUpstream.close();
-  }
-
-  const bwUpstream = await Upstream.start(upstreamOptions);
-  let breakwater: DemoResult['breakwater'];
-  let scraped: number;
-  try {
-    const run = await runBreakwater(
-      bwUpstream,
-      workload,
-      options.concurrency,
-      out,
-      options.metricsPort,
-      (url) => say(`  metrics: ${url} (Prometheus text, live during the Breakwater run)`),
-    );
-    breakwater = summarize(run, bwUpstream.stats(), options.requests);
+  const plain = await withUpstream(upstreamOptions, workload, (upstream) =>
+    runPlain(upstream, workload, options.concurrency, out),
+  );
+  let scraped = 0;
+  const breakwater = await withUpstream(upstreamOptions, workload, async (upstream) => {
+    const run = await runBreakwater(upstream, workload, options.concurrency, out, endpoint);
     scraped = run.scrapedRequests;
-  } finally {
-    await bwUpstream.close();
-  }
+    return run;
+  });
 
   const result: DemoResult = {
     profile: profile.name,
@@ -99,17 +106,44 @@ async function main(argv: readonly string[]): Promise<number> {
   say();
   say(formatTable(result));
   say();
-  say(formatBreakdown('plain     ', plain));
+  say(formatBreakdown('plain', plain));
   say(formatBreakdown('Breakwater', breakwater));
-  say(`  /metrics counted ${scraped} logical requests in breakwater_requests_total at the last scrape.`);
   say();
+  const postFailures = failedPosts(breakwater);
+  const note =
+    'The plain loop runs a POST again when its response was lost (the connection reset after the work was ' +
+    'done). Breakwater retries a POST only when it provably never left, or when it carries an ' +
+    'Idempotency-Key or opts in with { breakwater: { idempotent: true } }' +
+    (postFailures === 0
+      ? '.'
+      : `: ${postFailures} of its ${breakwater.failed} failures are POSTs it would not risk running twice.`);
+  say(wrap('  ', note.split(' '), 110, '  '));
   say(
-    '  The plain loop retries a POST whose response was lost, so the upstream runs it again; Breakwater retries a\n' +
-      '  POST only when it provably never left, or when it carries an Idempotency-Key or opts in.',
+    `  breakwater_requests_total on /metrics at the end: ${scraped}. Done in ${ms(performance.now() - started)}.`,
   );
-  say(`  Done in ${ms(performance.now() - started)}.`);
   return 0;
 }
+
+/** Runs one client against a fresh upstream and closes the upstream, whatever happens. */
+async function withUpstream(
+  options: UpstreamOptions,
+  workload: readonly LogicalRequest[],
+  run: (upstream: Upstream) => Promise<ClientRun>,
+): Promise<RunSummary> {
+  const upstream = await Upstream.start(options);
+  try {
+    const result = await run(upstream);
+    return summarize(result, upstream.stats(), workload.length);
+  } finally {
+    await upstream.close();
+  }
+}
+
+// `npm start | head`: a reader that went away is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(process.exitCode ?? 0);
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

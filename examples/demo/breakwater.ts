@@ -10,25 +10,25 @@ import {
   isBulkheadRejectedError,
   isCircuitOpenError,
   isTimeoutError,
+  prometheusMetrics,
   RetryStage,
   resilient,
   type StandardPipelineOptions,
+  serveMetrics,
   standardPipeline,
 } from '../../src/index.js';
-import { prometheusMetrics } from '../../src/metrics/prometheus.js';
-import { serveMetrics } from '../../src/metrics/serve.js';
 import {
   type ClientRun,
   describeError,
+  headersOf,
   type LogicalRequest,
   runJob,
   SAMPLE_MS,
   type Send,
   sampleEvery,
 } from './job.js';
-import { headersOf } from './plain.js';
 import { Progress } from './progress.js';
-import type { Upstream } from './upstream.js';
+import { UPSTREAM_WORKERS, type Upstream } from './upstream.js';
 
 /** Tuned for a demo that finishes in seconds; production defaults are in the README. */
 export const BREAKWATER_SETTINGS = {
@@ -39,6 +39,11 @@ export const BREAKWATER_SETTINGS = {
     backoff: { initialDelay: 50, maxDelay: 1_000 },
     maxRetryAfter: 2_000,
   },
+  // A failure ratio over a window (as Polly v8's breaker), not a count of consecutive failures:
+  // with 20 requests in flight, the short outage of `flaky` fails 20 attempts in a row within
+  // milliseconds. A consecutive trigger would open on that, and in a job that starts the next
+  // request as soon as one settles, an open breaker fails the whole rest of the job at once.
+  // A real outage (`--profile outage`) still opens it within the first 40 attempts.
   circuitBreaker: {
     consecutiveFailures: false,
     failureRatio: 0.5,
@@ -46,20 +51,37 @@ export const BREAKWATER_SETTINGS = {
     window: 5_000,
     halfOpenAfter: { initial: 500, max: 4_000 },
   },
-  bulkhead: { maxConcurrent: 10, maxQueue: 1_024 },
+  // Sized to what the upstream can work on at once: the excess waits here, visible and bounded.
+  bulkhead: { maxConcurrent: UPSTREAM_WORKERS, maxQueue: 1_024 },
 } satisfies StandardPipelineOptions;
 
-export function describeBreakwater(): string {
+/** The settings above, in words, a line each. */
+export function describeBreakwater(): string[] {
   const s = BREAKWATER_SETTINGS;
   const cb = s.circuitBreaker;
-  return (
+  return [
     `standardPipeline: total timeout ${s.totalTimeout / 1000} s, attempt timeout ${s.attemptTimeout / 1000} s ` +
-    `(to headers), ${s.retry.maxAttempts} attempts with jittered backoff ` +
-    `${s.retry.backoff.initialDelay} ms-${s.retry.backoff.maxDelay / 1000} s, Retry-After honoured up to ` +
-    `${s.retry.maxRetryAfter / 1000} s, retry budget; breaker opens at ${cb.failureRatio * 100} % failures over ` +
-    `${cb.window / 1000} s (>= ${cb.minimumThroughput} attempts), half-open after ${cb.halfOpenAfter.initial / 1000} s; ` +
-    `bulkhead ${s.bulkhead.maxConcurrent} in flight`
-  );
+      `(to headers), ${s.retry.maxAttempts} attempts,`,
+    `jittered backoff ${s.retry.backoff.initialDelay} ms-${s.retry.backoff.maxDelay / 1000} s, ` +
+      `Retry-After honoured up to ${s.retry.maxRetryAfter / 1000} s, retry budget;`,
+    `breaker opens at ${cb.failureRatio * 100} % failures over ${cb.window / 1000} s ` +
+      `(>= ${cb.minimumThroughput} attempts), half-open after ${cb.halfOpenAfter.initial / 1000} s;`,
+    `bulkhead: ${s.bulkhead.maxConcurrent} in flight, the rest queued`,
+  ];
+}
+
+/** Prometheus' view of the Breakwater run: a registry and the /metrics server that exposes it. */
+export interface MetricsEndpoint {
+  registry: Registry;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves /metrics on 127.0.0.1 (`port` 0: any free port). */
+export async function startMetrics(port: number): Promise<MetricsEndpoint> {
+  const registry = new Registry();
+  const server = await serveMetrics({ registry, port, host: '127.0.0.1' });
+  return { registry, url: server.url, close: () => server.close() };
 }
 
 export interface BreakwaterRun extends ClientRun {
@@ -72,23 +94,16 @@ export async function runBreakwater(
   requests: readonly LogicalRequest[],
   concurrency: number,
   stream: NodeJS.WriteStream | null,
-  metricsPort: number,
-  onMetricsUrl: (url: string) => void,
+  endpoint: MetricsEndpoint,
 ): Promise<BreakwaterRun> {
   const agent = new Agent();
-  const registry = new Registry();
-  const metrics = prometheusMetrics({ registry, dispatchers: [agent] });
+  const metrics = prometheusMetrics({ registry: endpoint.registry, dispatchers: [agent] });
   const interceptor = standardPipeline({ ...BREAKWATER_SETTINGS, metrics });
   const dispatcher = resilient(agent, interceptor);
-  const metricsServer = await serveMetrics({
-    registry,
-    port: metricsPort,
-    host: '127.0.0.1',
-  });
-  onMetricsUrl(metricsServer.url);
 
   let circuitOpens = 0;
   let retries = 0;
+  const notRetried: Record<string, number> = {};
   const subscriptions = interceptor.stages.flatMap((stage) => {
     if (stage instanceof CircuitBreakerStage) {
       return [
@@ -97,7 +112,14 @@ export async function runBreakwater(
         }),
       ];
     }
-    if (stage instanceof RetryStage) return [stage.onRetry(() => retries++)];
+    if (stage instanceof RetryStage) {
+      return [
+        stage.onRetry(() => retries++),
+        stage.onGiveUp((e) => {
+          notRetried[e.reason] = (notRetried[e.reason] ?? 0) + 1;
+        }),
+      ];
+    }
     return [];
   });
 
@@ -142,14 +164,13 @@ export async function runBreakwater(
   });
   try {
     const job = await runJob(requests, concurrency, send, (p) => progress.update(p));
-    const scrapedRequests = await scrapeRequestsTotal(metricsServer.url);
-    return { job, retries, circuitOpens, peakQueueDepth, scrapedRequests };
+    const scrapedRequests = await scrapeRequestsTotal(endpoint.url);
+    return { job, retries, notRetried, circuitOpens, peakQueueDepth, scrapedRequests };
   } finally {
     progress.finish();
     stopSampling();
     for (const s of subscriptions) s.dispose();
     await dispatcher.close();
-    await metricsServer.close();
   }
 }
 
@@ -161,8 +182,9 @@ async function scrapeRequestsTotal(url: string): Promise<number> {
     const text = await res.body.text();
     let total = 0;
     for (const line of text.split('\n')) {
-      if (line.startsWith('breakwater_requests_total{'))
+      if (line.startsWith('breakwater_requests_total{')) {
         total += Number(line.slice(line.lastIndexOf(' ') + 1));
+      }
     }
     return total;
   } finally {

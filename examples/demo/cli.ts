@@ -44,7 +44,7 @@ Options:
   --profile <name>    the upstream's fault profile (default ${DEFAULTS.profile}):
 ${profiles}
   --seed <n>          seed of the fault sequence; same seed, same faults (default ${DEFAULTS.seed})
-  --metrics-port <n>  port of /metrics during the Breakwater run (default: a free one)
+  --metrics-port <n>  port of Breakwater's /metrics while the demo runs (default: a free one)
   --json              print one JSON object with the results instead of the table
   -h, --help          show this help
 `;
@@ -105,8 +105,14 @@ function parseArgsMessage(err: unknown): string {
       return `unknown option ${quoted ?? message}`;
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return `unexpected argument '${quoted ?? message}' (options start with --)`;
-    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      return message.split('\n')[0]!.replace(/\.$/, '');
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      const option = (quoted ?? '').replace(/ <value>$/, '');
+      if (message.includes('argument missing')) return `${option} needs a value`;
+      if (message.includes('does not take an argument')) return `${option} takes no value`;
+      if (message.includes('ambiguous'))
+        return `${option}: write a value that starts with '-' as ${option}=<value>`;
+      return message.split('\n')[0]!;
+    }
     default:
       return message.split('\n')[0]!;
   }

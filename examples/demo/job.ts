@@ -60,6 +60,13 @@ export function buildWorkload(count: number, seed: number): LogicalRequest[] {
   return requests;
 }
 
+/** The headers of every attempt: the request id (the upstream counts executions by it), and a type for a body. */
+export function headersOf(req: LogicalRequest): Record<string, string> {
+  return req.body === undefined
+    ? { 'x-request-id': req.id }
+    : { 'x-request-id': req.id, 'content-type': 'application/json' };
+}
+
 /** Runs `send` over every request with at most `concurrency` in progress. */
 export async function runJob(
   requests: readonly LogicalRequest[],
@@ -149,6 +156,8 @@ export interface ClientRun {
   job: JobResult;
   /** Retries the client scheduled. */
   retries: number;
+  /** Retryable outcomes that went to the caller instead, by reason (`attempts`, `budget`, `not-idempotent`, …). */
+  notRetried: Record<string, number>;
   /** Times a circuit opened (0 without a breaker). */
   circuitOpens: number;
   /** The most requests seen waiting on the client side at once, sampled every 20 ms. */

@@ -8,6 +8,7 @@ import { Agent, request } from 'undici';
 import {
   type ClientRun,
   describeError,
+  headersOf,
   type LogicalRequest,
   runJob,
   SAMPLE_MS,
@@ -23,12 +24,14 @@ export const PLAIN_SETTINGS = {
   attemptTimeoutMs: 5_000,
 } as const;
 
-export function describePlain(): string {
+/** The loop above, in words, a line each. */
+export function describePlain(): string[] {
   const s = PLAIN_SETTINGS;
-  return (
+  return [
     `undici Agent + a hand-written loop: up to ${s.attempts} attempts, ${s.sleepMs} ms fixed sleep, ` +
-    `${s.attemptTimeoutMs / 1000} s timeout per attempt; retries any failure (POSTs too), ignores Retry-After`
-  );
+      `${s.attemptTimeoutMs / 1000} s timeout per attempt;`,
+    'retries any failure (POSTs too) and ignores Retry-After',
+  ];
 }
 
 export async function runPlain(
@@ -39,6 +42,7 @@ export async function runPlain(
 ): Promise<ClientRun> {
   const agent = new Agent();
   let retries = 0;
+  const notRetried: Record<string, number> = {};
   let peakQueueDepth = 0;
   let inFlight = 0;
   const stopSampling = sampleEvery(SAMPLE_MS, () => {
@@ -68,7 +72,10 @@ export async function runPlain(
       } finally {
         inFlight--;
       }
-      if (attempt >= PLAIN_SETTINGS.attempts) return { ok: false, failure };
+      if (attempt >= PLAIN_SETTINGS.attempts) {
+        notRetried.attempts = (notRetried.attempts ?? 0) + 1;
+        return { ok: false, failure };
+      }
       retries++;
       await sleep(PLAIN_SETTINGS.sleepMs);
     }
@@ -82,16 +89,10 @@ export async function runPlain(
   });
   try {
     const job = await runJob(requests, concurrency, send, (p) => progress.update(p));
-    return { job, retries, circuitOpens: 0, peakQueueDepth };
+    return { job, retries, notRetried, circuitOpens: 0, peakQueueDepth };
   } finally {
     progress.finish();
     stopSampling();
     await agent.close();
   }
-}
-
-export function headersOf(req: LogicalRequest): Record<string, string> {
-  return req.body === undefined
-    ? { 'x-request-id': req.id }
-    : { 'x-request-id': req.id, 'content-type': 'application/json' };
 }

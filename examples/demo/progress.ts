@@ -50,10 +50,10 @@ export class Progress {
       if (performance.now() - this.#lastDraw >= REDRAW_MS) this.#draw();
       return;
     }
-    // Not a terminal: one line per tenth, so a CI log shows progress without a flood.
-    while (this.#total > 0 && state.settled * 10 >= this.#nextTenth * this.#total && this.#nextTenth <= 10) {
+    // Not a terminal: a line each time another tenth is done, so a CI log shows progress without a flood.
+    if (this.#total > 0 && state.settled * 10 >= this.#nextTenth * this.#total) {
       this.#stream.write(`  ${this.#label}: ${this.#counts()}\n`);
-      this.#nextTenth++;
+      this.#nextTenth = Math.floor((state.settled * 10) / this.#total) + 1;
     }
   }
 

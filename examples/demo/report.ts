@@ -21,7 +21,9 @@ export interface RunSummary {
   peakQueueDepth: number;
   wallMs: number;
   retries: number;
-  /** Failed logical requests by what the caller got. */
+  /** Failures that were not retried, by reason: `attempts` (all used), `budget`, `not-idempotent`, … */
+  notRetried: Record<string, number>;
+  /** Failed logical requests by method and what the caller got, e.g. `POST 503`. */
   failures: Record<string, number>;
   /** How the upstream answered, by kind. */
   upstreamAnswers: Record<string, number>;
@@ -54,6 +56,7 @@ export function summarize(run: ClientRun, upstream: UpstreamStats, logical: numb
     peakQueueDepth: run.peakQueueDepth,
     wallMs: Math.round(run.job.wallMs),
     retries: run.retries,
+    notRetried: run.notRetried,
     failures: run.job.failures,
     upstreamAnswers: upstream.answers,
   };
@@ -98,16 +101,55 @@ export function formatTable(result: DemoResult): string {
   return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join('\n');
 }
 
-/** One line per run: what the failures were and what the upstream answered. */
+/** A few lines per run: what its failures were, what was not retried, what the upstream answered. */
 export function formatBreakdown(label: string, s: RunSummary): string {
-  const failures = Object.entries(s.failures)
+  const pieces: string[] = [`${s.succeeded} ok,`];
+  const failures = items(s.failures);
+  if (failures.length === 0) pieces.push(`${s.failed} failed.`);
+  else pieces.push(`${s.failed} failed:`, ...list(failures));
+  const notRetried = items(s.notRetried);
+  if (notRetried.length === 0) pieces.push(`${s.retries} retries.`);
+  else pieces.push(`${s.retries} retries; not retried:`, ...list(notRetried));
+  pieces.push('The upstream answered', ...list(items(s.upstreamAnswers, ANSWER_NAMES)));
+  return wrap(`  ${label.padEnd(12)}`, pieces, 110, ' '.repeat(14));
+}
+
+/** Failed logical POSTs: the ones Breakwater would not repeat once they may have run. */
+export function failedPosts(s: RunSummary): number {
+  return Object.entries(s.failures).reduce((sum, [kind, n]) => (kind.startsWith('POST ') ? sum + n : sum), 0);
+}
+
+/**
+ * Joins `pieces` with spaces after `prefix`, breaking lines before `width` columns; a piece is
+ * never split. Continuation lines start with `indent`.
+ */
+export function wrap(prefix: string, pieces: readonly string[], width: number, indent: string): string {
+  const lines: string[] = [];
+  let line = prefix;
+  let empty = true;
+  for (const piece of pieces) {
+    if (!empty && line.length + 1 + piece.length > width) {
+      lines.push(line);
+      line = indent + piece;
+    } else {
+      line = empty ? line + piece : `${line} ${piece}`;
+    }
+    empty = false;
+  }
+  lines.push(line);
+  return lines.join('\n');
+}
+
+/** `['a ×3', 'b ×1']`, largest first, with optional display names. */
+function items(byKind: Record<string, number>, names: Record<string, string> = {}): string[] {
+  return Object.entries(byKind)
     .sort((x, y) => y[1] - x[1])
-    .map(([kind, n]) => `${kind} ×${n}`)
-    .join(', ');
-  return (
-    `  ${label}: ${s.succeeded} ok, ${s.failed} failed${failures === '' ? '' : ` (${failures})`}; ` +
-    `${s.retries} retries; upstream answered ${describeAnswers(s.upstreamAnswers)}`
-  );
+    .map(([kind, n]) => `${names[kind] ?? kind} ×${n}`);
+}
+
+/** A comma after every item but the last, a full stop after that. */
+function list(values: readonly string[]): string[] {
+  return values.map((v, i) => (i === values.length - 1 ? `${v}.` : `${v},`));
 }
 
 const ANSWER_NAMES: Record<string, string> = {
@@ -119,13 +161,6 @@ const ANSWER_NAMES: Record<string, string> = {
   'outage-reset': 'reset (outage)',
   'client-gone': 'abandoned by the client',
 };
-
-function describeAnswers(answers: Record<string, number>): string {
-  return Object.entries(answers)
-    .sort((x, y) => y[1] - x[1])
-    .map(([kind, n]) => `${ANSWER_NAMES[kind] ?? kind} ×${n}`)
-    .join(', ');
-}
 
 function pct(share: number): string {
   return `${(share * 100).toFixed(1)} %`;

@@ -7,6 +7,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { type FaultProfile, FaultScript } from './profiles.js';
 
+/** Requests the embedded upstream works on at once; the rest wait in its accept queue. */
+export const UPSTREAM_WORKERS = 10;
+
 export interface UpstreamOptions {
   profile: FaultProfile;
   seed: number;

@@ -201,9 +201,14 @@ class RetryHandler implements Controller {
 
   attemptFailed(error: Error): void {
     if (this.#done) return;
-    const reason = this.#retryableError(error);
+    const reason = failureKind(error);
     if (reason !== null) {
-      const delay = this.#retryDelay(undefined, reason, undefined, error);
+      // A request that never left (refused, connect timeout) is safe to repeat whatever its method.
+      const unsafe = this.#unsafeToRepeat(reason === 'network' && isConnectFailure(error));
+      const delay =
+        unsafe === null
+          ? this.#retryDelay(undefined, reason, undefined, error)
+          : this.#giveUp(unsafe, undefined, error);
       if (delay >= 0) {
         this.#schedule(delay, reason, undefined, error);
         return;
@@ -259,14 +264,11 @@ class RetryHandler implements Controller {
     }
   }
 
-  /** The kind of failure if `error` is worth another attempt and repeating is safe; else null. */
-  #retryableError(error: Error): RetryReason | null {
-    // The library's own refusals (bulkhead full, circuit open) are answers, not accidents.
-    if (error instanceof TimeoutError) return this.#idempotent && this.#replayable ? 'timeout' : null;
-    if (error instanceof ResilienceError || isCallerAbort(error)) return null;
-    if (!isTransientNetworkError(error) || !this.#replayable) return null;
-    // A request that never left (refused, connect timeout) is safe to repeat whatever its method.
-    return this.#idempotent || isConnectFailure(error) ? 'network' : null;
+  /** Why repeating this request is unsafe, or null when it is safe. */
+  #unsafeToRepeat(neverLeft: boolean): GiveUpReason | null {
+    if (!this.#replayable) return 'not-replayable';
+    if (!this.#idempotent && !neverLeft) return 'not-idempotent';
+    return null;
   }
 
   /**
@@ -281,8 +283,9 @@ class RetryHandler implements Controller {
     error?: Error,
   ): number {
     const ex = this.#ex;
-    if (reason === 'status' && !(this.#idempotent && this.#replayable)) {
-      return this.#giveUp(this.#replayable ? 'not-idempotent' : 'not-replayable', statusCode, error);
+    if (reason === 'status') {
+      const unsafe = this.#unsafeToRepeat(false);
+      if (unsafe !== null) return this.#giveUp(unsafe, statusCode, error);
     }
     if (ex.attempt >= this.#maxAttempts) return this.#giveUp('attempts', statusCode, error);
     if (retryAfter !== undefined && retryAfter > this.#stage.maxRetryAfter) {
@@ -328,6 +331,17 @@ class RetryHandler implements Controller {
       this.#timer = null;
     }
   }
+}
+
+/**
+ * The kind of failure if `error` is one a repeat can fix: a transient network error or an attempt
+ * timeout. The library's own refusals (bulkhead full, circuit open) are answers, not accidents,
+ * and a caller's abort is the caller's decision.
+ */
+function failureKind(error: Error): RetryReason | null {
+  if (error instanceof TimeoutError) return 'timeout';
+  if (error instanceof ResilienceError || isCallerAbort(error)) return null;
+  return isTransientNetworkError(error) ? 'network' : null;
 }
 
 function fireRetry(run: RetryHandler): void {

@@ -4,6 +4,8 @@
  * grows exponentially without jitter (it is one timer per key, not a crowd).
  */
 
+import { decorrelatedJitterGenerator, type IExponentialBackoffOptions } from 'cockatiel';
+
 /** Options of {@link DecorrelatedBackoff}, in milliseconds. */
 export interface BackoffOptions {
   /** The median first delay; later ones grow about twice per attempt. */
@@ -21,72 +23,82 @@ export interface BackoffStep {
 }
 
 /**
- * Scales the formula's output so that median delays fall near `initialDelay × 1, 2, 4…` rather
- * than `× 1.4, 2.8, 5.6…`.
- */
-const RP_SCALING_FACTOR = 1 / 1.4;
-/** Smooths the first delays of the formula. */
-const P_FACTOR = 4;
-
-/**
- * Exponential backoff with decorrelated jitter: Polly's `DecorrelatedJitterBackoffV2`, the same
- * formula as cockatiel's `decorrelatedJitterGenerator` (the tests check the two agree number for
- * number).
+ * Exponential backoff with decorrelated jitter: Polly's `DecorrelatedJitterBackoffV2`, computed by
+ * cockatiel's `decorrelatedJitterGenerator`.
  *
- * Why not cockatiel's `ExponentialBackoff` itself: its generator calls `Math.random()` directly,
- * so tests could not pin the jitter, and each of its steps allocates a closure and an options
- * spread. This class holds the options once; a step is one small object, made only when a retry
- * is actually scheduled, so one instance serves every request of a stage.
+ * Why not cockatiel's `ExponentialBackoff` object itself: each of its steps spreads the options
+ * into a new object and allocates a closure. Here the options live once per stage and a step is
+ * one small object, made only when a retry is actually scheduled.
  */
 export class DecorrelatedBackoff {
   readonly #jitter: Jitter;
 
   /**
    * @param options - validated by the retry stage: `0 < initialDelay <= maxDelay`.
-   * @param random - a source of numbers in `[0, 1)`. **Default:** `Math.random`
+   * @param random - a source of numbers in `[0, 1)`, for tests. **Default:** `Math.random`
    */
   constructor(options: BackoffOptions, random: () => number = Math.random) {
-    this.#jitter = { initialDelay: options.initialDelay, maxDelay: options.maxDelay, random };
+    this.#jitter = {
+      options: {
+        generator: decorrelatedJitterGenerator,
+        initialDelay: options.initialDelay,
+        maxDelay: options.maxDelay,
+        exponent: 2,
+      },
+      random,
+    };
   }
 
   /** The delay before the first retry. */
   first(): BackoffStep {
-    return decorrelatedStep(this.#jitter, 0, 0);
+    return decorrelatedStep(this.#jitter, undefined);
   }
 }
 
 /** What every step of one {@link DecorrelatedBackoff} shares. */
 interface Jitter {
-  readonly initialDelay: number;
-  readonly maxDelay: number;
+  readonly options: IExponentialBackoffOptions<GeneratorState>;
   readonly random: () => number;
 }
 
-/** The step for retry number `attempt` (0-based), given the formula's value at the previous one. */
-function decorrelatedStep(jitter: Jitter, attempt: number, previous: number): BackoffStep {
-  const t = attempt + jitter.random();
-  const next = 2 ** t * Math.tanh(Math.sqrt(P_FACTOR * t));
-  // Past 2^1024 the formula overflows; from there on the cap is the answer.
-  const grown = Number.isFinite(next) ? Math.max(0, next - previous) : Number.POSITIVE_INFINITY;
-  const delay = Math.min(grown * RP_SCALING_FACTOR * jitter.initialDelay, jitter.maxDelay);
-  return new DecorrelatedStep(jitter, attempt, next, delay);
+/** cockatiel's generator state: the attempt number and the formula's previous value. */
+type GeneratorState = [number, number];
+
+function decorrelatedStep(jitter: Jitter, state: GeneratorState | undefined): BackoffStep {
+  const [delay, next] = draw(jitter, state);
+  return new DecorrelatedStep(jitter, next, delay);
+}
+
+/**
+ * One draw from cockatiel's generator. It reads `Math.random` itself, so an injected source (the
+ * tests pin the jitter this way) is lent to it for the duration of the call.
+ */
+function draw(jitter: Jitter, state: GeneratorState | undefined): [number, GeneratorState] {
+  if (jitter.random === Math.random) {
+    return decorrelatedJitterGenerator(state, jitter.options) as [number, GeneratorState];
+  }
+  const random = Math.random;
+  Math.random = jitter.random;
+  try {
+    return decorrelatedJitterGenerator(state, jitter.options) as [number, GeneratorState];
+  } finally {
+    Math.random = random;
+  }
 }
 
 class DecorrelatedStep implements BackoffStep {
   readonly delay: number;
   readonly #jitter: Jitter;
-  readonly #attempt: number;
-  readonly #formulaValue: number;
+  readonly #state: GeneratorState;
 
-  constructor(jitter: Jitter, attempt: number, formulaValue: number, delay: number) {
+  constructor(jitter: Jitter, state: GeneratorState, delay: number) {
     this.#jitter = jitter;
-    this.#attempt = attempt;
-    this.#formulaValue = formulaValue;
+    this.#state = state;
     this.delay = delay;
   }
 
   next(): BackoffStep {
-    return decorrelatedStep(this.#jitter, this.#attempt + 1, this.#formulaValue);
+    return decorrelatedStep(this.#jitter, this.#state);
   }
 }
 
