@@ -105,7 +105,18 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
       },
     },
   });
-  metrics?.attach({ snapshot: () => snapshot(frozen, key !== undefined) });
+  if (metrics !== undefined) {
+    metrics.attach({ snapshot: () => snapshot(frozen, key !== undefined) });
+    // Transitions are counted from the stage's own events, so the ones made by hand (isolate,
+    // reset, restore) are counted as well as those a request caused.
+    for (const stage of frozen) {
+      if (stage instanceof CircuitBreakerStage) {
+        stage.onStateChange(({ key: k, to }) =>
+          metrics.origin(originLabel(k, key !== undefined)).circuitTransition(to),
+        );
+      }
+    }
+  }
   return interceptor;
 }
 
@@ -198,8 +209,12 @@ function health(stages: readonly Stage[]): Record<string, KeyHealth> {
 function snapshot(stages: readonly Stage[], customKey: boolean): KeySnapshot[] {
   const out: KeySnapshot[] = [];
   for (const [key, h] of collectKeys(stages)) {
-    // With a custom key function the key is not an origin; its label says so rather than leak it.
-    out.push({ key, origin: customKey ? 'other' : sanitizeOrigin(key), ...h });
+    out.push({ key, origin: originLabel(key, customKey), ...h });
   }
   return out;
+}
+
+/** The origin label of a key. With a custom key function the key is not an origin: say so rather than leak it. */
+function originLabel(key: string, customKey: boolean): string {
+  return customKey ? 'other' : sanitizeOrigin(key);
 }

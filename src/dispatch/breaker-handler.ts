@@ -33,10 +33,7 @@ class BreakerHandler extends StageHandler {
 
   start(): void {
     if (!this.announce()) return;
-    const breaker = this.#breaker;
-    const before = breaker.state;
-    const admission = breaker.admit(Date.now());
-    this.#reportTransition(before);
+    const admission = this.#breaker.admit(Date.now());
     if (!admission.admitted) {
       this.ex.observer?.circuitRejected();
       this.fail(new CircuitOpenError(this.ex.key, admission.state, admission.retryAfterMs));
@@ -80,16 +77,8 @@ class BreakerHandler extends StageHandler {
   #record(failure: boolean): void {
     if (!this.#admitted || this.#recorded) return;
     this.#recorded = true;
-    const breaker = this.#breaker;
-    const before = breaker.state;
-    if (failure) breaker.recordFailure(Date.now(), this.#probe);
-    else breaker.recordSuccess(Date.now(), this.#probe);
-    this.#reportTransition(before);
-  }
-
-  #reportTransition(before: string): void {
-    const after = this.#breaker.state;
-    if (after !== before) this.ex.observer?.circuitTransition(after);
+    if (failure) this.#breaker.recordFailure(Date.now(), this.#probe);
+    else this.#breaker.recordSuccess(Date.now(), this.#probe);
   }
 }
 
