@@ -88,7 +88,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
   const runtimes = new Set<Runtime>();
 
   const interceptor = ((dispatch: Dispatcher['dispatch']) => {
-    const runtime = new Runtime(dispatch as DispatchFn, buildStages, key, metrics);
+    const runtime = new Runtime(dispatch as DispatchFn, buildStages, key, metrics, (r) => runtimes.delete(r));
     runtimes.add(runtime);
     const dispatchFn = runtime.dispatch as Dispatcher['dispatch'] & { [kRuntime]?: Runtime };
     dispatchFn[kRuntime] = runtime;
@@ -110,7 +110,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     // Transitions are counted from the stage's own events, so the ones made by hand (isolate,
     // reset, restore) are counted as well as those a request caused.
     for (const stage of frozen) {
-      if (stage instanceof CircuitBreakerStage) {
+      if (stage instanceof CircuitBreakerStage && !alreadyCounting(stage, metrics)) {
         stage.onStateChange(({ key: k, to }) =>
           metrics.origin(originLabel(k, key !== undefined)).circuitTransition(to),
         );
@@ -217,4 +217,18 @@ function snapshot(stages: readonly Stage[], customKey: boolean): KeySnapshot[] {
 /** The origin label of a key. With a custom key function the key is not an origin: say so rather than leak it. */
 function originLabel(key: string, customKey: boolean): string {
   return customKey ? 'other' : sanitizeOrigin(key);
+}
+
+/** Breaker stages whose transitions a metrics object already counts (a stage shared by two pipelines). */
+const countedTransitions = new WeakMap<CircuitBreakerStage, WeakSet<PipelineObserver>>();
+
+function alreadyCounting(stage: CircuitBreakerStage, metrics: PipelineObserver): boolean {
+  let observers = countedTransitions.get(stage);
+  if (observers === undefined) {
+    observers = new WeakSet();
+    countedTransitions.set(stage, observers);
+  }
+  if (observers.has(metrics)) return true;
+  observers.add(metrics);
+  return false;
 }

@@ -45,6 +45,8 @@ export class ResilientDispatcher extends Dispatcher {
   }
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    // Upgrades and CONNECT hand the socket to the caller: straight through, in the caller's own API.
+    if (opts.upgrade || opts.method === 'CONNECT') return this.#inner.dispatch(opts, handler);
     const current = isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler;
     return this.#dispatch(opts, current);
   }

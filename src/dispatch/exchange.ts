@@ -86,7 +86,9 @@ export class Exchange implements Handler {
   }
 
   onResponseEnd(controller: Controller, trailers: Headers): void {
-    if (this.#settle()) {
+    // The caller hears exactly one ending, whatever a stage does after a failure of the caller's own.
+    if (!this.#settle()) return;
+    {
       const observer = this.observer;
       if (observer !== undefined) {
         const status = this.#status;
@@ -105,7 +107,8 @@ export class Exchange implements Handler {
   }
 
   onResponseError(controller: Controller, error: Error): void {
-    if (this.#settle()) {
+    if (!this.#settle()) return;
+    {
       const observer = this.observer;
       if (observer !== undefined) {
         const callerAborted = this.controller?.aborted === true && this.controller.reason === error;

@@ -3,7 +3,7 @@ import { isReplayableBody } from '../http/body.js';
 import { isCallerAbort, isConnectFailure, isTransientNetworkError } from '../http/classify.js';
 import { hasIdempotencyKey } from '../http/idempotency.js';
 import { parseRetryAfter } from '../http/retry-after.js';
-import { MAX_TIMER_MS } from '../internal/validate.js';
+import { integer, MAX_TIMER_MS } from '../internal/validate.js';
 import type { BackoffStep } from '../policies/backoff.js';
 import type { GiveUpReason, RetryStage } from '../policies/retry.js';
 import type { RetryBudget } from '../policies/retry-budget.js';
@@ -14,6 +14,8 @@ import type { Controller, DispatchOptions, Handler, Headers } from './types.js';
 
 /** What a discarded response may cost us in bytes before we drop its socket instead of draining it. */
 const DRAIN_LIMIT = 64 * 1024;
+/** …and in time: a discarded response still arriving after this long has its socket dropped. */
+const DRAIN_TIME_LIMIT = 100;
 const EMPTY_CONTEXT = Object.freeze({});
 
 /** Why a discarded attempt's socket was dropped; never seen by the caller. */
@@ -106,6 +108,8 @@ class RetryHandler implements Controller {
   readonly #replayable: boolean;
   #attempt: AttemptHandler | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** performance.now() at which the scheduled attempt is due. */
+  #retryAt = 0;
   #step: BackoffStep | null = null;
   #done = false;
   #aborted = false;
@@ -120,7 +124,10 @@ class RetryHandler implements Controller {
     this.#stage = stage;
     this.#budget = stage.budgets === null ? null : stage.budgets.get(ex.key);
     const overrides = ex.overrides;
-    this.#maxAttempts = overrides?.maxAttempts ?? stage.maxAttempts;
+    this.#maxAttempts =
+      overrides?.maxAttempts === undefined
+        ? stage.maxAttempts
+        : integer('breakwater.maxAttempts', overrides.maxAttempts, 1);
     this.#idempotent =
       stage.methods.has(ex.method) || overrides?.idempotent === true || hasIdempotencyKey(opts.headers);
     this.#replayable = overrides?.body !== undefined || isReplayableBody(opts.body);
@@ -238,9 +245,14 @@ class RetryHandler implements Controller {
   retryNow(): void {
     this.#timer = null;
     if (this.#done) return;
-    // A discarded response still draining when the wait is over is not worth waiting for.
+    // A discarded response still draining by now is not worth waiting for.
     const previous = this.#attempt;
     if (previous !== null && previous.phase === 'draining') previous.abort(new DiscardedAttemptError());
+    const remaining = this.#retryAt - performance.now();
+    if (remaining >= 1) {
+      this.#timer = setTimeout(fireRetry, remaining, this);
+      return;
+    }
     this.#launch();
   }
 
@@ -321,8 +333,14 @@ class RetryHandler implements Controller {
     const events = this.#stage.retryEvents;
     if (events.hasListeners)
       events.emit({ key: ex.key, attempt: ex.attempt, delay, reason, statusCode, error });
-    this.#timer = setTimeout(fireRetry, delay, this);
-    this.#timer.unref();
+    this.#retryAt = performance.now() + delay;
+    // A discarded response gets a short while to finish draining, so its connection can be
+    // reused; past that its slot and socket are worth more than the connection.
+    const draining = this.#attempt?.phase === 'draining';
+    // Not unref'd, unlike every other timer here: during a backoff nothing else may keep the
+    // process alive (undici unrefs idle sockets), and a process that exits mid-retry loses the
+    // request silently. The timer is cleared whenever the request settles, aborts or is destroyed.
+    this.#timer = setTimeout(fireRetry, draining ? Math.min(delay, DRAIN_TIME_LIMIT) : delay, this);
   }
 
   #clearTimer(): void {

@@ -20,6 +20,8 @@ export class Runtime implements ExchangeOwner {
   readonly #stages: Layer;
   readonly #key: KeyFunction | undefined;
   readonly #observer: PipelineObserver | undefined;
+  /** Tells the pipeline this runtime is done, so it stops holding it (and its dispatcher). */
+  readonly #retire: (runtime: Runtime) => void;
   #head: Exchange | null = null;
   #live = 0;
   #closed = false;
@@ -33,13 +35,13 @@ export class Runtime implements ExchangeOwner {
     buildStages: (terminal: Layer) => Layer,
     key: KeyFunction | undefined,
     observer: PipelineObserver | undefined,
+    retire: (runtime: Runtime) => void,
   ) {
+    this.#retire = retire;
     this.#downstream = downstream;
     this.#key = key;
     this.#observer = observer;
-    this.#stages = buildStages(
-      observer === undefined ? plainTerminal(downstream) : recordingTerminal(downstream),
-    );
+    this.#stages = buildStages(terminal(downstream, observer !== undefined));
     const runtime = this;
     // undici's compose() checks that an interceptor's dispatch declares exactly two parameters.
     this.dispatch = function breakwaterDispatch(opts: DispatchOptions, handler: Handler): boolean {
@@ -59,13 +61,22 @@ export class Runtime implements ExchangeOwner {
       return false;
     }
     const origin = originOf(opts.origin);
-    const key = this.#key === undefined ? origin : this.#key(opts);
+    let key: string;
+    try {
+      key = this.#key === undefined ? origin : this.#key(opts);
+    } catch (err) {
+      failAtOnce(handler, err as Error);
+      return false;
+    }
     const observer = this.#observer === undefined ? undefined : this.#observerFor(origin);
     const ex = new Exchange(opts, key, observer, handler, this, performance.now());
     this.#link(ex);
     try {
       this.#stages(opts, ex, ex);
     } catch (err) {
+      // A throw out of the stages (a caller's handler that threw, say): end the exchange, and
+      // abort what the stages may have started (a timer, a slot) through its controller.
+      ex.controller?.abort(err as Error);
       ex.onResponseError(DEAD_CONTROLLER, err as Error);
     }
     return true;
@@ -92,19 +103,23 @@ export class Runtime implements ExchangeOwner {
   /** Refuses new requests and resolves once every live one has settled. */
   close(): Promise<void> {
     this.#closed = true;
-    if (this.#live === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+    const idle =
+      this.#live === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    return idle.then(() => this.#retire(this));
   }
 
   /** Refuses new requests and aborts every live one (queued, backing off or in flight) with `error`. */
   destroy(error: Error = new errors.ClientDestroyedError()): void {
     this.#destroyed = error;
-    for (let ex = this.#head; ex !== null; ) {
-      const next = ex.liveNext;
+    // Copied first: aborting one exchange can settle others (a freed slot admits a queued request
+    // that fails at once), which would cut a walk along the live links short.
+    const live: Exchange[] = [];
+    for (let ex = this.#head; ex !== null; ex = ex.liveNext) live.push(ex);
+    for (const ex of live) {
       if (ex.controller === null) ex.pendingAbort = error;
       else ex.controller.abort(error);
-      ex = next;
     }
+    this.#retire(this);
   }
 
   #link(ex: Exchange): void {
@@ -125,26 +140,34 @@ export class Runtime implements ExchangeOwner {
   }
 }
 
-function plainTerminal(dispatch: DispatchFn): Layer {
-  if (CORE_SPEAKS_LEGACY) {
-    return function send(opts, handler) {
-      dispatch(opts, new CoreBridge(handler, null) as unknown as Handler);
-    };
-  }
-  return function send(opts, handler) {
-    dispatch(opts, handler);
+/**
+ * The step that hands an attempt to the real dispatcher. On undici 7 it speaks the core's legacy
+ * API through a CoreBridge; if the dispatcher turns out to reject legacy handlers (an undici 8
+ * dispatcher handed to a process that resolved undici 7), it switches to the current API for good.
+ * With metrics on, the attempt is timed (by the bridge, or by an AttemptRecorder).
+ */
+function terminal(dispatch: DispatchFn, record: boolean): Layer {
+  let legacy = CORE_SPEAKS_LEGACY;
+  return function send(opts, handler, ex) {
+    if (legacy) {
+      try {
+        dispatch(opts, new CoreBridge(handler, record ? ex : null) as unknown as Handler);
+        return;
+      } catch (err) {
+        if (!rejectsLegacyHandlers(err)) throw err;
+        legacy = false;
+      }
+    }
+    dispatch(opts, record ? new AttemptRecorder(handler, ex) : handler);
   };
 }
 
-function recordingTerminal(dispatch: DispatchFn): Layer {
-  if (CORE_SPEAKS_LEGACY) {
-    return function sendAndRecord(opts, handler, ex) {
-      dispatch(opts, new CoreBridge(handler, ex) as unknown as Handler);
-    };
-  }
-  return function sendAndRecord(opts, handler, ex) {
-    dispatch(opts, new AttemptRecorder(handler, ex));
-  };
+/** undici 8 refuses a handler without the current API before it calls any of its methods. */
+function rejectsLegacyHandlers(err: unknown): boolean {
+  return (
+    (err as { code?: string })?.code === 'UND_ERR_INVALID_ARG' &&
+    /onRequestStart|onResponse/.test(String((err as Error).message))
+  );
 }
 
 /** The request's origin as a string; undici passes a string or a URL. */

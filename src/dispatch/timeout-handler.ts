@@ -1,4 +1,5 @@
 import { TimeoutError, type TimeoutScope } from '../errors.js';
+import { duration } from '../internal/validate.js';
 import type { TimeoutStage } from '../policies/timeout.js';
 import type { Exchange, Layer } from './exchange.js';
 import { StageHandler } from './stage-handler.js';
@@ -83,7 +84,9 @@ export function timeoutLayer(stage: TimeoutStage, scope: TimeoutScope, next: Lay
   const untilHeaders = stage.until === 'headers';
   const overrideKey = scope === 'total' ? 'totalTimeout' : 'attemptTimeout';
   return function timeoutStep(opts, handler, ex) {
-    const ms = ex.overrides?.[overrideKey] ?? stage.ms;
+    const override = ex.overrides?.[overrideKey];
+    // Checked per request, as it comes per request: a bad value fails this request, naming it.
+    const ms = override === undefined ? stage.ms : duration(`breakwater.${overrideKey}`, override);
     new TimeoutHandler(handler, opts, ex, next, ms, scope, untilHeaders).start();
   };
 }

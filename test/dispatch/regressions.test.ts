@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Agent, request, upgrade } from 'undici';
+import {
+  bulkhead,
+  circuitBreaker,
+  InvalidOptionError,
+  pipeline,
+  resilient,
+  retry,
+  timeout,
+} from '../../src/index.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+// Each test is named after a bug found in review and fails without its fix.
+
+describe('regressions', () => {
+  let upstream: Upstream;
+  before(async () => {
+    upstream = await startUpstream();
+  });
+  after(() => upstream.close());
+  afterEach(() => upstream.reset());
+
+  test('upgrade() through resilient() reaches the caller instead of hanging', async (t) => {
+    const server = createServer();
+    server.on('upgrade', (_req, socket) => {
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => new Promise((r) => server.close(r)));
+    const { port } = server.address() as { port: number };
+    const dispatcher = resilient(new Agent(), pipeline([timeout(1_000), retry()]));
+    t.after(() => dispatcher.destroy());
+    const result = await upgrade(`http://127.0.0.1:${port}/`, {
+      dispatcher,
+      protocol: 'echo',
+      signal: AbortSignal.timeout(2_000),
+    });
+    assert.equal(result.headers.upgrade, 'echo');
+    result.socket.destroy();
+  });
+
+  test('a discarded response that stalls does not hold its bulkhead slot through the backoff', async (t) => {
+    upstream.setScript((req) =>
+      req.path === '/stall'
+        ? { kind: 'trickle', status: 503, intervalMs: 50, count: 100 }
+        : { kind: 'respond', status: 200, body: 'other' },
+    );
+    const interceptor = pipeline([
+      retry({ maxAttempts: 2, backoff: { initialDelay: 1_500, maxDelay: 1_500 } }),
+      bulkhead({ maxConcurrent: 1, maxQueue: 5 }),
+    ]);
+    const dispatcher = resilient(new Agent(), interceptor);
+    t.after(() => dispatcher.destroy());
+    const stalled = request(upstream.url('/stall'), { dispatcher }).catch(() => undefined);
+    await upstream.waitForRequests(1, 1_000);
+    const started = performance.now();
+    const res = await request(upstream.url('/other'), { dispatcher });
+    assert.equal(await res.body.text(), 'other');
+    assert.ok(performance.now() - started < 500, `waited ${performance.now() - started} ms for a slot`);
+    void stalled;
+  });
+
+  test('destroy() reaches every live request, even when aborting one settles another', async () => {
+    upstream.setScript({ kind: 'respond', status: 503, delayMs: 50 });
+    const interceptor = pipeline([
+      retry({ maxAttempts: 3, budget: false, backoff: { initialDelay: 10_000, maxDelay: 10_000 } }),
+      bulkhead({ maxConcurrent: 1, maxQueue: 10 }),
+      circuitBreaker({ consecutiveFailures: 1, failureRatio: false, halfOpenAfter: 60_000 }),
+    ]);
+    const dispatcher = resilient(new Agent(), interceptor);
+    const sleeping = request(upstream.url('/a'), { dispatcher }).catch((e: unknown) => e);
+    await upstream.waitForRequests(1, 1_000);
+    await new Promise((r) => setTimeout(r, 100));
+    const more = Array.from({ length: 3 }, () =>
+      request(upstream.url('/b'), { dispatcher }).catch((e: unknown) => e),
+    );
+    const started = performance.now();
+    await dispatcher.destroy();
+    const errors = await Promise.all([sleeping, ...more]);
+    assert.ok(performance.now() - started < 100, 'all settled at once');
+    for (const e of errors) assert.ok(e instanceof Error);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(upstream.count(), 1, 'nothing woke up later to try again');
+  });
+
+  test('per-request overrides are validated: a bad value fails that request, naming it', async (t) => {
+    upstream.setScript({ kind: 'respond', status: 200 });
+    const dispatcher = resilient(new Agent(), pipeline([timeout(1_000), retry(), timeout(500)]));
+    t.after(() => dispatcher.close());
+    const cases: Array<[object, string]> = [
+      [{ totalTimeout: 3e9 }, 'breakwater.totalTimeout'],
+      [{ attemptTimeout: 0 }, 'breakwater.attemptTimeout'],
+      [{ totalTimeout: '5000' }, 'breakwater.totalTimeout'],
+      [{ maxAttempts: 0 }, 'breakwater.maxAttempts'],
+    ];
+    for (const [breakwater, path] of cases) {
+      const error = await request(upstream.url('/'), { dispatcher, ...({ breakwater } as object) }).catch(
+        (e: unknown) => e,
+      );
+      assert.ok(error instanceof InvalidOptionError, `${JSON.stringify(breakwater)}: ${String(error)}`);
+      assert.ok(error.message.includes(path), error.message);
+    }
+    assert.equal(upstream.count(), 0);
+  });
+
+  test('a process whose only pending work is a request in backoff stays alive and finishes it', async () => {
+    let calls = 0;
+    const server = createServer((_req, res) => {
+      calls++;
+      res.writeHead(calls === 1 ? 503 : 200).end(calls === 1 ? 'busy' : 'done');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as { port: number };
+      const script = fileURLToPath(new URL('../fixtures/retry-then-exit.ts', import.meta.url));
+      const child = spawn(process.execPath, ['--import', 'tsx', script, `http://127.0.0.1:${port}/`], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      clearTimeout(killer);
+      assert.equal(code, 0);
+      assert.deepEqual(JSON.parse(out), { status: 200, body: 'done' });
+      assert.equal(calls, 2);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
