@@ -172,8 +172,16 @@ function rejectsLegacyHandlers(err: unknown): boolean {
 
 /** The request's origin as a string; undici passes a string or a URL. */
 function originOf(origin: DispatchOptions['origin']): string {
-  if (typeof origin === 'string') return origin;
-  return origin === undefined ? '' : origin.origin;
+  if (typeof origin !== 'string') return origin === undefined ? '' : origin.origin;
+  // undici's own helpers pass `scheme://host:port`; a hand-written string may carry credentials
+  // or a path, which must not become a key (keys appear in errors and health()).
+  const afterScheme = origin.indexOf('//') + 2;
+  if (origin.indexOf('@') === -1 && origin.indexOf('/', afterScheme) === -1) return origin;
+  try {
+    return new URL(origin).origin;
+  } catch {
+    return 'invalid-origin';
+  }
 }
 
 /** A controller for a request that never started: aborting it does nothing. */

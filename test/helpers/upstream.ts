@@ -77,6 +77,27 @@ export interface CloseAfterResponseBehaviour {
   status?: number;
   /** **Default:** `''` */
   body?: string;
+  /**
+   * Milliseconds between the response being flushed and the socket being destroyed; a client
+   * that sends its next request on the socket around then races the close. **Default:** `0`
+   */
+  closeDelayMs?: number;
+}
+
+/**
+ * Send the headers (chunked encoding), then an endless body as fast as the client reads it:
+ * each chunk is written only once the previous one drained, so the server itself never buffers
+ * more than one chunk and whatever piles up does so on the client's side. Stops only when the
+ * socket closes. The bytes written are counted in {@link Upstream.floodedBytes}.
+ */
+export interface FloodBehaviour {
+  kind: 'flood';
+  /** **Default:** `200` */
+  status?: number;
+  /** Extra response headers. */
+  headers?: Readonly<Record<string, string>>;
+  /** Bytes per chunk, 1–1 MiB. **Default:** `16384` */
+  chunkSize?: number;
 }
 
 /** What the upstream does with one request. */
@@ -86,7 +107,8 @@ export type Behaviour =
   | ResetBehaviour
   | ResetMidBodyBehaviour
   | TrickleBehaviour
-  | CloseAfterResponseBehaviour;
+  | CloseAfterResponseBehaviour
+  | FloodBehaviour;
 
 /**
  * How the upstream chooses a behaviour: one for every request; an array, where the i-th request
@@ -149,6 +171,8 @@ export interface Upstream {
   readonly errors: readonly Error[];
   /** Behaviour timers (delays, trickles, pending resets) currently scheduled. */
   activeTimers(): number;
+  /** Body bytes written by `flood` behaviours since start or the last `reset()`. */
+  readonly floodedBytes: number;
   /**
    * Resolves as soon as `predicate(this)` holds (checked now and after every server-side event);
    * rejects after `timeoutMs` or when the upstream closes first. The timeout timer is not
@@ -257,6 +281,19 @@ function validateBehaviour(behaviour: Behaviour): void {
       return;
     case 'close-after-response':
       checkStatus(behaviour.status, behaviour.kind);
+      if (behaviour.closeDelayMs !== undefined && !isDuration(behaviour.closeDelayMs)) {
+        throw new RangeError(
+          `close-after-response: closeDelayMs must be a finite number >= 0, got ${String(behaviour.closeDelayMs)}`,
+        );
+      }
+      return;
+    case 'flood':
+      checkStatus(behaviour.status, behaviour.kind);
+      if (behaviour.chunkSize !== undefined && !isInteger(behaviour.chunkSize, 1, 1 << 20)) {
+        throw new RangeError(
+          `flood: chunkSize must be an integer in 1–1048576, got ${String(behaviour.chunkSize)}`,
+        );
+      }
       return;
     default:
       throw new TypeError(
@@ -294,6 +331,7 @@ class ScriptedUpstream implements Upstream {
   #inFlightEpoch = 0;
   #maxConcurrent = 0;
   #closedByClient = 0;
+  #floodedBytes = 0;
   readonly #waiters = new Set<Waiter>();
   #closing: Promise<void> | undefined;
 
@@ -356,6 +394,10 @@ class ScriptedUpstream implements Upstream {
     return this.#errors;
   }
 
+  get floodedBytes(): number {
+    return this.#floodedBytes;
+  }
+
   activeTimers(): number {
     let n = 0;
     for (const connection of this.#open.values()) n += connection.timers.size;
@@ -404,6 +446,7 @@ class ScriptedUpstream implements Upstream {
     this.#inFlightEpoch = 0;
     this.#maxConcurrent = 0;
     this.#closedByClient = 0;
+    this.#floodedBytes = 0;
     this.#position = 0;
     this.#notify();
   }
@@ -638,8 +681,37 @@ class ScriptedUpstream implements Upstream {
         res.statusCode = behaviour.status ?? 200;
         // 'finish' means the last byte reached the kernel: destroying now still delivers it
         // (a plain close sends FIN after queued data), but the connection is dead for reuse.
-        res.end(behaviour.body ?? '', () => this.#kill(connection, 'destroy'));
+        res.end(behaviour.body ?? '', () => {
+          if (behaviour.closeDelayMs)
+            this.#after(connection, behaviour.closeDelayMs, () => this.#kill(connection, 'destroy'));
+          else this.#kill(connection, 'destroy');
+        });
         return;
+      case 'flood': {
+        const chunk = Buffer.alloc(behaviour.chunkSize ?? 16_384, 0x78);
+        res.writeHead(behaviour.status ?? 200, {
+          'content-type': 'application/octet-stream',
+          ...behaviour.headers,
+        });
+        const epoch = exchange.epoch;
+        // Write while the socket takes it, then wait for 'drain': never more than one chunk
+        // buffered here, so a client that stops reading stops the flood.
+        // On loopback the kernel may take a few MB before write() says no; yielding every 64
+        // chunks keeps one flood from holding the (shared, in-process) event loop.
+        const pump = (): void => {
+          for (let i = 0; i < 64; i++) {
+            if (exchange.done || connection.socket.destroyed) return;
+            if (epoch === this.#epoch) this.#floodedBytes += chunk.length;
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          setImmediate(pump);
+        };
+        pump();
+        return;
+      }
     }
   }
 
