@@ -14,6 +14,11 @@ export class KeyedMap<V> {
   readonly #create: (key: string) => V;
   readonly #isIdle: (value: V) => boolean;
   #clock = 0;
+  /**
+   * The entry asked for last. Most clients talk to one upstream at a time, so the next request
+   * likely wants it again, and as the most recent entry it needs no new stamp.
+   */
+  #last: Slot<V> | null = null;
 
   constructor(capacity: number, create: (key: string) => V, isIdle: (value: V) => boolean) {
     this.#capacity = capacity;
@@ -23,14 +28,17 @@ export class KeyedMap<V> {
 
   /** The entry for `key`, created on first use; marks it most recently used. */
   get(key: string): V {
-    const slot = this.#entries.get(key);
-    if (slot !== undefined) {
+    const last = this.#last;
+    if (last !== null && last.key === key) return last.value;
+    let slot = this.#entries.get(key);
+    if (slot === undefined) {
+      this.set(key, this.#create(key));
+      slot = this.#entries.get(key)!;
+    } else {
       slot.used = ++this.#clock;
-      return slot.value;
     }
-    const value = this.#create(key);
-    this.set(key, value);
-    return value;
+    this.#last = slot;
+    return slot.value;
   }
 
   /** The entry for `key` without creating it or touching its recency. */
@@ -39,11 +47,14 @@ export class KeyedMap<V> {
   }
 
   set(key: string, value: V): void {
-    this.#entries.set(key, { value, used: ++this.#clock });
+    const slot: Slot<V> = { key, value, used: ++this.#clock };
+    this.#entries.set(key, slot);
+    this.#last = slot;
     if (this.#entries.size > this.#capacity) this.#evictOne(key);
   }
 
   delete(key: string): boolean {
+    if (this.#last?.key === key) this.#last = null;
     return this.#entries.delete(key);
   }
 
@@ -65,11 +76,12 @@ export class KeyedMap<V> {
         oldestUse = slot.used;
       }
     }
-    if (oldestKey !== undefined) this.#entries.delete(oldestKey);
+    if (oldestKey !== undefined) this.delete(oldestKey);
   }
 }
 
 interface Slot<V> {
+  readonly key: string;
   readonly value: V;
   used: number;
 }
