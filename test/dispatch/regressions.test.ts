@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Agent, request, upgrade } from 'undici';
 import {
   bulkhead,
@@ -13,6 +11,7 @@ import {
   retry,
   timeout,
 } from '../../src/index.js';
+import { runScript } from '../helpers/child.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 // Each test is named after a bug found in review and fails without its fix.
@@ -117,19 +116,9 @@ describe('regressions', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
       const { port } = server.address() as { port: number };
-      const script = fileURLToPath(new URL('../fixtures/retry-then-exit.ts', import.meta.url));
-      const child = spawn(process.execPath, ['--import', 'tsx', script, `http://127.0.0.1:${port}/`], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      let out = '';
-      child.stdout.on('data', (d) => {
-        out += d;
-      });
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-      clearTimeout(killer);
-      assert.equal(code, 0);
-      assert.deepEqual(JSON.parse(out), { status: 200, body: 'done' });
+      const run = await runScript('test/fixtures/retry-then-exit.ts', [`http://127.0.0.1:${port}/`], 15_000);
+      assert.equal(run.code, 0, run.stderr);
+      assert.deepEqual(JSON.parse(run.stdout), { status: 200, body: 'done' });
       assert.equal(calls, 2);
     } finally {
       server.closeAllConnections();

@@ -1,42 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { runScript } from '../helpers/child.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-/** A demo run with 120 requests takes a few seconds; anything near this is a hang. */
+/** A demo run with a few hundred requests takes several seconds; anything near this is a hang. */
 const KILL_AFTER_MS = 45_000;
 
-interface DemoRun {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `examples/demo.ts` as `npm start` would (through tsx), killed if it does not end by itself. */
-function runDemo(args: string[]): Promise<DemoRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo.ts', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(killer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const runDemo = (args: string[]) => runScript('examples/demo.ts', args, KILL_AFTER_MS);
 
 interface RunSummary {
   successRate: number;

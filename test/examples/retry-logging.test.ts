@@ -1,20 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { test } from 'node:test';
+import { runScript } from '../helpers/child.js';
 
 test('examples/retry-logging.ts logs each retry as structured JSON, then the answer', async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'examples/retry-logging.ts'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  clearTimeout(killer);
-  assert.equal(code, 0);
-  const lines = out
+  const run = await runScript('examples/retry-logging.ts', [], 20_000);
+  assert.equal(run.code, 0, run.stderr);
+  const lines = run.stdout
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
