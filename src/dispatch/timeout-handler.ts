@@ -1,4 +1,5 @@
 import { TimeoutError, type TimeoutScope } from '../errors.js';
+import { type Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
 import { duration } from '../internal/validate.js';
 import type { TimeoutStage } from '../policies/timeout.js';
 import type { Exchange, Layer } from './exchange.js';
@@ -6,15 +7,22 @@ import { StageHandler } from './stage-handler.js';
 import type { Controller, DispatchOptions, Handler, Headers } from './types.js';
 
 /**
- * Runs one request under a timer of our own: undici's headersTimeout/bodyTimeout tick once a
- * second, too coarse for sub-second budgets. The timer is unref'd so it never keeps the process
- * alive, and is cleared on every way out.
+ * Runs one request under a deadline of our own: undici's headersTimeout/bodyTimeout tick once a
+ * second, too coarse for sub-second budgets. The deadline sits in the stage's DeadlineQueue (one
+ * unref'd timer for all its requests); a request with its own duration (a per-request override)
+ * gets a Node timer of its own instead. Either is cleared on every way out.
  */
-class TimeoutHandler extends StageHandler {
+class TimeoutHandler extends StageHandler implements Deadline {
+  deadlineAt = 0;
+  deadlinePrev: Deadline | null = null;
+  deadlineNext: Deadline | null = null;
+  inDeadlineQueue = false;
   readonly #ms: number;
   readonly #scope: TimeoutScope;
   readonly #untilHeaders: boolean;
-  #timer: NodeJS.Timeout | null;
+  /** The stage's queue, or null when this request has a duration of its own. */
+  readonly #queue: DeadlineQueue | null;
+  #timer: NodeJS.Timeout | null = null;
 
   constructor(
     outer: Handler,
@@ -24,14 +32,20 @@ class TimeoutHandler extends StageHandler {
     ms: number,
     scope: TimeoutScope,
     untilHeaders: boolean,
+    queue: DeadlineQueue | null,
   ) {
     super(outer, opts, ex, next);
     this.#ms = ms;
     this.#scope = scope;
     this.#untilHeaders = untilHeaders;
-    // Passing `this` as the argument keeps the callback a shared function: no closure per request.
-    this.#timer = setTimeout(fire, ms, this);
-    this.#timer.unref();
+    this.#queue = queue;
+    if (queue !== null) {
+      queue.add(this);
+    } else {
+      // Passing `this` as the argument keeps the callback a shared function: no closure per request.
+      this.#timer = setTimeout(fire, ms, this);
+      this.#timer.unref();
+    }
     if (scope === 'total') {
       const deadline = ex.startedAt + ms;
       if (deadline < ex.deadline) ex.deadline = deadline;
@@ -64,6 +78,7 @@ class TimeoutHandler extends StageHandler {
   }
 
   #clear(): void {
+    if (this.inDeadlineQueue) this.#queue!.remove(this);
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
@@ -83,10 +98,15 @@ function fire(handler: TimeoutHandler): void {
 export function timeoutLayer(stage: TimeoutStage, scope: TimeoutScope, next: Layer): Layer {
   const untilHeaders = stage.until === 'headers';
   const overrideKey = scope === 'total' ? 'totalTimeout' : 'attemptTimeout';
+  const queue = new DeadlineQueue(stage.ms);
   return function timeoutStep(opts, handler, ex) {
     const override = ex.overrides?.[overrideKey];
+    if (override === undefined) {
+      new TimeoutHandler(handler, opts, ex, next, stage.ms, scope, untilHeaders, queue).start();
+      return;
+    }
     // Checked per request, as it comes per request: a bad value fails this request, naming it.
-    const ms = override === undefined ? stage.ms : duration(`breakwater.${overrideKey}`, override);
-    new TimeoutHandler(handler, opts, ex, next, ms, scope, untilHeaders).start();
+    const ms = duration(`breakwater.${overrideKey}`, override);
+    new TimeoutHandler(handler, opts, ex, next, ms, scope, untilHeaders, null).start();
   };
 }

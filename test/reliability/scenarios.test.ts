@@ -385,9 +385,12 @@ for (const mode of ['compose', 'resilient'] as const) {
       const open = await send(r, upstream.origin, Array(50).fill({ method: 'GET' }), true);
       for (const res of open) {
         assert.ok(isCircuitOpenError(res.error), String(res.error));
-        assert.ok(res.ms < 10, `failed fast: ${res.ms.toFixed(2)} ms`);
+        // A single call may catch a GC pause or a busy machine; none waits on the network.
+        assert.ok(res.ms < 100, `failed fast: ${res.ms.toFixed(2)} ms`);
         assert.equal((res.error as CircuitOpenError).key, upstream.origin);
       }
+      const sorted = open.map((res) => res.ms).sort((a, b) => a - b);
+      assert.ok(sorted[sorted.length >> 1]! < 2, `median ${sorted[sorted.length >> 1]!.toFixed(2)} ms`);
       assert.equal(upstream.requests.length, seen, 'no request left while open');
       await verify(r, [...first, ...open], upstream);
     });

@@ -1,0 +1,85 @@
+/** Something with a deadline in a DeadlineQueue. The links live on the item: nothing is allocated per entry. */
+export interface Deadline {
+  deadlineAt: number;
+  deadlinePrev: Deadline | null;
+  deadlineNext: Deadline | null;
+  inDeadlineQueue: boolean;
+  /** Called once when the deadline passes while the item is still queued. */
+  expire(): void;
+}
+
+/**
+ * Deadlines that all lie the same number of milliseconds after they were added, so they expire in
+ * the order they came: a FIFO with one Node timer for the whole queue, armed for its head.
+ *
+ * A timeout stage has one duration, so its requests' deadlines are of this kind. A Node timer per
+ * request costs a `Timeout` object, async-hooks bookkeeping and a clearTimeout; here adding and
+ * removing a deadline only relinks two pointers. The timer is unref'd, re-armed when it fires early
+ * (its head left the queue before expiring), and cleared when the queue empties, so an idle
+ * pipeline holds no timer.
+ */
+export class DeadlineQueue {
+  readonly #ms: number;
+  #head: Deadline | null = null;
+  #tail: Deadline | null = null;
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(ms: number) {
+    this.#ms = ms;
+  }
+
+  add(item: Deadline): void {
+    item.deadlineAt = performance.now() + this.#ms;
+    item.deadlinePrev = this.#tail;
+    item.deadlineNext = null;
+    item.inDeadlineQueue = true;
+    if (this.#tail !== null) this.#tail.deadlineNext = item;
+    else this.#head = item;
+    this.#tail = item;
+    if (this.#timer === null) this.#arm(this.#ms);
+  }
+
+  remove(item: Deadline): void {
+    if (!item.inDeadlineQueue) return;
+    this.#unlink(item);
+    if (this.#head === null && this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  /** Fired by the timer: expires everything due, then re-arms for the new head. */
+  expireDue(): void {
+    this.#timer = null;
+    const now = performance.now();
+    let head = this.#head;
+    while (head !== null && head.deadlineAt <= now) {
+      this.#unlink(head);
+      head.expire();
+      head = this.#head;
+    }
+    if (head !== null && this.#timer === null) this.#arm(head.deadlineAt - now);
+  }
+
+  #arm(ms: number): void {
+    // Node fires a timer no earlier than its delay rounded to a millisecond; ceil keeps the head due.
+    this.#timer = setTimeout(fireQueue, Math.max(1, Math.ceil(ms)), this);
+    this.#timer.unref();
+  }
+
+  #unlink(item: Deadline): void {
+    const prev = item.deadlinePrev;
+    const next = item.deadlineNext;
+    if (prev !== null) prev.deadlineNext = next;
+    else this.#head = next;
+    if (next !== null) next.deadlinePrev = prev;
+    else this.#tail = prev;
+    item.deadlinePrev = null;
+    item.deadlineNext = null;
+    item.inDeadlineQueue = false;
+  }
+}
+
+function fireQueue(queue: DeadlineQueue): void {
+  queue.expireDue();
+}

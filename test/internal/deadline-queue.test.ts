@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type Deadline, DeadlineQueue } from '../../src/internal/deadline-queue.js';
+
+function item(log: string[], name: string): Deadline {
+  return {
+    deadlineAt: 0,
+    deadlinePrev: null,
+    deadlineNext: null,
+    inDeadlineQueue: false,
+    expire: () => log.push(`${name}@${Math.round(performance.now())}`),
+  };
+}
+
+describe('DeadlineQueue', () => {
+  test('expires items in order, each no earlier than its own deadline, and skips removed ones', async () => {
+    const queue = new DeadlineQueue(60);
+    const log: string[] = [];
+    const started = performance.now();
+    const a = item(log, 'a');
+    const b = item(log, 'b');
+    const c = item(log, 'c');
+    queue.add(a);
+    await new Promise((r) => setTimeout(r, 20));
+    queue.add(b);
+    queue.add(c);
+    queue.remove(b);
+    await new Promise((r) => setTimeout(r, 120));
+    assert.deepEqual(
+      log.map((l) => l.split('@')[0]),
+      ['a', 'c'],
+    );
+    const cAt = Number(log[1]!.split('@')[1]) - started;
+    assert.ok(cAt >= 79, `c expired ${cAt} ms after the start, its deadline was 80`);
+    assert.equal(a.inDeadlineQueue || b.inDeadlineQueue || c.inDeadlineQueue, false);
+  });
+
+  test('removed items never expire, and the queue keeps working after it emptied', async () => {
+    const queue = new DeadlineQueue(30);
+    const log: string[] = [];
+    const items = Array.from({ length: 5 }, (_, i) => item(log, String(i)));
+    for (const i of items) queue.add(i);
+    for (const i of items) queue.remove(i);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(log.length, 0);
+    queue.add(item(log, 'later'));
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(
+      log.map((l) => l.split('@')[0]),
+      ['later'],
+    );
+  });
+});
