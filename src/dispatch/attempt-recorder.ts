@@ -1,4 +1,5 @@
-import { type Exchange, errorKind, statusClassOf } from './exchange.js';
+import { statusClass } from '../http/classify.js';
+import { type Exchange, errorKind } from './exchange.js';
 import type { StatusClass } from './observer.js';
 import type { Controller, Handler, Headers } from './types.js';
 
@@ -27,7 +28,7 @@ export class AttemptRecorder implements Handler {
     headers: Headers,
     statusMessage?: string,
   ): void {
-    this.#record(statusClassOf(statusCode));
+    this.#record(statusClass(statusCode));
     this.#handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
   }
 

@@ -1,4 +1,5 @@
-import { type Exchange, errorKind, statusClassOf } from './exchange.js';
+import { statusClass } from '../http/classify.js';
+import { type Exchange, errorKind } from './exchange.js';
 import { UNPARSED } from './lazy-headers.js';
 import type { LegacyHandler } from './legacy-handler.js';
 import type { StatusClass } from './observer.js';
@@ -71,7 +72,7 @@ export class CoreBridge implements LegacyHandler, Controller {
   onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     this.#resume = resume;
     this.rawHeaders = rawHeaders;
-    if (this.#ex !== null) this.#record(statusClassOf(statusCode));
+    if (this.#ex !== null) this.#record(statusClass(statusCode));
     this.#handler.onResponseStart?.(this, statusCode, UNPARSED, statusText);
     return !this.#paused;
   }

@@ -1,5 +1,5 @@
 import { BulkheadRejectedError, CircuitOpenError, TimeoutError } from '../errors.js';
-import { isCallerAbort, isTransientNetworkError } from '../http/classify.js';
+import { isCallerAbort, isTransientNetworkError, statusClass } from '../http/classify.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, StatusClass } from './observer.js';
@@ -95,7 +95,7 @@ export class Exchange implements Handler {
         observer.requestFinished(
           this.method,
           isFailureStatus(status) ? 'failure' : 'success',
-          statusClassOf(status),
+          statusClass(status),
           (performance.now() - this.startedAt) / 1000,
         );
       }
@@ -138,12 +138,6 @@ export type Layer = (opts: DispatchOptions, handler: Handler, ex: Exchange) => v
 /** Statuses that count as the upstream failing the request (the default retryable ones and 5xx). */
 function isFailureStatus(status: number): boolean {
   return status >= 500 || status === 429 || status === 408;
-}
-
-const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
-
-export function statusClassOf(status: number): StatusClass {
-  return STATUS_CLASSES[Math.floor(status / 100)] ?? '5xx';
 }
 
 /** The `status_class` of an error: which kind of thing ended the attempt or request. */

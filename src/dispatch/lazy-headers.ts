@@ -14,14 +14,14 @@ export const UNPARSED: Headers = Object.freeze({}) as Headers;
 
 /** The parsed headers, parsing the controller's raw ones if `headers` is the UNPARSED marker. */
 export function resolveHeaders(controller: Controller, headers: Headers): Headers {
-  if (headers !== UNPARSED) return headers;
-  const raw = controller.rawHeaders;
-  return Array.isArray(raw) ? (util.parseHeaders(raw as Buffer[]) as Headers) : {};
+  return headers === UNPARSED ? parseRaw(controller.rawHeaders) : headers;
 }
 
 /** The same for trailers, from the controller's raw trailers. */
 export function resolveTrailers(controller: Controller, trailers: Headers): Headers {
-  if (trailers !== UNPARSED) return trailers;
-  const raw = controller.rawTrailers;
+  return trailers === UNPARSED ? parseRaw(controller.rawTrailers) : trailers;
+}
+
+function parseRaw(raw: Controller['rawHeaders']): Headers {
   return Array.isArray(raw) ? (util.parseHeaders(raw as Buffer[]) as Headers) : {};
 }

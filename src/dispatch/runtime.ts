@@ -49,10 +49,6 @@ export class Runtime implements ExchangeOwner {
     };
   }
 
-  get live(): number {
-    return this.#live;
-  }
-
   run(opts: DispatchOptions, handler: Handler): boolean {
     // Upgrades and CONNECT hand the socket to the caller: nothing to retry, time or count.
     if (opts.upgrade || opts.method === 'CONNECT') return this.#downstream(opts, handler);

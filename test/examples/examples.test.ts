@@ -1,45 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { runScript } from '../helpers/child.js';
 
 // Every example in examples/ (the demo has its own test) runs as a user would run it — a child
 // process through tsx, its own local upstream — and must end by itself with exit code 0 and print
 // one JSON line saying what the caller got and what the upstream received.
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Each example takes about a second; anything near this is a hang (a timer or socket left open). */
 const KILL_AFTER_MS = 30_000;
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runExample(file: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', file], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(killer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const runExample = (file: string) => runScript(file, [], KILL_AFTER_MS);
 
 /** Runs `examples/<name>.ts` and returns the one JSON object it printed. */
 async function result(name: string): Promise<Record<string, unknown>> {

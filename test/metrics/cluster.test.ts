@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { runScript, type ScriptRun } from '../helpers/child.js';
 import { parseSamples, select } from './fixtures/exposition.js';
 import { findBinary, promtool, required, skipUnlessFound } from './fixtures/prometheus-binaries.js';
 
@@ -9,40 +8,11 @@ import { findBinary, promtool, required, skipUnlessFound } from './fixtures/prom
 // each worker with its own Registry, one aggregated scrape. `--once` makes the primary scrape its
 // own /metrics over HTTP, print it and exit after its workers have.
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Two workers sending a few requests take a couple of seconds; anything near this is a hang. */
 const KILL_AFTER_MS = 45_000;
 const REQUESTS_PER_WORKER = 7;
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runExample(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/cluster.ts', ...args], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(killer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+const runExample = (args: string[]) => runScript('examples/cluster.ts', args, KILL_AFTER_MS);
 
 function isAlive(pid: number): boolean {
   try {
@@ -54,7 +24,7 @@ function isAlive(pid: number): boolean {
 }
 
 describe('examples/cluster.ts: one scrape for a Node cluster', { timeout: 60_000 }, () => {
-  let once: Promise<Run>;
+  let once: Promise<ScriptRun>;
   before(() => {
     once = runExample(['--once', '--port', '0', '--requests', String(REQUESTS_PER_WORKER)]);
   });
