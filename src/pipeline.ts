@@ -9,6 +9,7 @@ import { timeoutLayer } from './dispatch/timeout-handler.js';
 import type { DispatchFn, DispatchOptions } from './dispatch/types.js';
 import type { CircuitState } from './errors.js';
 import { InvalidOptionError } from './errors.js';
+import { policyNow } from './internal/clock.js';
 import { knownKeys, optionalFunction, optionalObject } from './internal/validate.js';
 import { sanitizeOrigin } from './metrics/labels.js';
 import { BulkheadStage } from './policies/bulkhead.js';
@@ -172,7 +173,7 @@ function collectKeys(stages: readonly Stage[]): Map<string, KeyHealth> {
     }
     return h;
   };
-  const now = Date.now();
+  const now = policyNow();
   for (const stage of stages) {
     if (stage instanceof BulkheadStage) {
       for (const [key, state] of stage.states.entries()) {

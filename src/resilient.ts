@@ -46,9 +46,15 @@ export class ResilientDispatcher extends Dispatcher {
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     // Upgrades and CONNECT hand the socket to the caller: straight through, in the caller's own API.
-    if (opts.upgrade || opts.method === 'CONNECT') return this.#inner.dispatch(opts, handler);
+    const method = opts.method;
+    if (opts.upgrade || method === 'CONNECT') return this.#inner.dispatch(opts, handler);
     const current = isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler;
-    return this.#dispatch(opts, current);
+    // A Breakwater pipeline is entered past its own upgrade check: see Runtime.start for why
+    // each read of `opts` counts.
+    const runtime = this.#runtime;
+    return runtime === undefined
+      ? this.#dispatch(opts, current)
+      : runtime.start(opts as DispatchOptions, current, method);
   }
 
   /** Lets requests in progress finish (queued ones included), then closes the wrapped dispatcher. */

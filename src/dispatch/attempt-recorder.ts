@@ -10,12 +10,13 @@ import type { Controller, Handler, Headers } from './types.js';
 export class AttemptRecorder implements Handler {
   readonly #handler: Handler;
   readonly #ex: Exchange;
-  readonly #startedAt = performance.now();
+  readonly #startedAt: number;
   #recorded = false;
 
   constructor(handler: Handler, ex: Exchange) {
     this.#handler = handler;
     this.#ex = ex;
+    this.#startedAt = ex.dispatchTime;
   }
 
   onRequestStart(controller: Controller, context: unknown): void {

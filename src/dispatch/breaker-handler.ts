@@ -1,5 +1,6 @@
 import { CircuitOpenError, TimeoutError } from '../errors.js';
 import { isTransientNetworkError } from '../http/classify.js';
+import { policyNow, policyTime } from '../internal/clock.js';
 import type { BreakerState } from '../policies/breaker-state.js';
 import type { CircuitBreakerStage } from '../policies/circuit-breaker.js';
 import type { Exchange, Layer } from './exchange.js';
@@ -33,7 +34,7 @@ class BreakerHandler extends StageHandler {
 
   start(): void {
     if (!this.announce()) return;
-    const admission = this.#breaker.admit(Date.now());
+    const admission = this.#breaker.admit(policyTime(this.ex.dispatchTime));
     if (!admission.admitted) {
       this.ex.observer?.circuitRejected();
       this.fail(new CircuitOpenError(this.ex.key, admission.state, admission.retryAfterMs));
@@ -77,8 +78,9 @@ class BreakerHandler extends StageHandler {
   #record(failure: boolean): void {
     if (!this.#admitted || this.#recorded) return;
     this.#recorded = true;
-    if (failure) this.#breaker.recordFailure(Date.now(), this.#probe);
-    else this.#breaker.recordSuccess(Date.now(), this.#probe);
+    const now = policyNow();
+    if (failure) this.#breaker.recordFailure(now, this.#probe);
+    else this.#breaker.recordSuccess(now, this.#probe);
   }
 }
 

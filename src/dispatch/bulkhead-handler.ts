@@ -28,7 +28,7 @@ class BulkheadHandler extends StageHandler implements BulkheadWaiter {
       this.#holdsSlot = true;
       this.dispatchInner();
     } else if (verdict === 'queued') {
-      this.#queuedAt = performance.now();
+      this.#queuedAt = this.ex.dispatchTime;
     } else {
       this.ex.observer?.bulkheadRejected();
       this.fail(new BulkheadRejectedError(this.ex.key, stage.maxConcurrent, stage.maxQueue));
@@ -38,7 +38,9 @@ class BulkheadHandler extends StageHandler implements BulkheadWaiter {
   /** Called by the bulkhead when a slot frees up for this waiter. */
   admit(): void {
     this.#holdsSlot = true;
-    this.ex.observer?.queueWaited((performance.now() - this.#queuedAt) / 1000);
+    const now = performance.now();
+    this.ex.dispatchTime = now;
+    this.ex.observer?.queueWaited((now - this.#queuedAt) / 1000);
     this.dispatchInner();
   }
 

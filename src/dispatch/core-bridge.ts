@@ -28,7 +28,7 @@ export class CoreBridge implements LegacyHandler, Controller {
   constructor(handler: Handler, ex: Exchange | null) {
     this.#handler = handler;
     this.#ex = ex;
-    this.#startedAt = ex === null ? 0 : performance.now();
+    this.#startedAt = ex === null ? 0 : ex.dispatchTime;
   }
 
   // --- Controller -----------------------------------------------------------------------------

@@ -26,6 +26,12 @@ export class Exchange implements Handler {
   readonly observer: OriginObserver | undefined;
   /** performance.now() when the caller dispatched. */
   readonly startedAt: number;
+  /**
+   * performance.now() when the current dispatch step began: the caller's dispatch, a bulkhead
+   * admission, or a retry's launch. Stages read it instead of the clock while they pass the request
+   * inward (see internal/clock.ts); it is never a response's time.
+   */
+  dispatchTime: number;
   /** performance.now() by which an enclosing total timeout fires; Infinity when none. */
   deadline = Number.POSITIVE_INFINITY;
   /** Attempts started so far (1 for the first). */
@@ -47,7 +53,8 @@ export class Exchange implements Handler {
   #settled = false;
 
   constructor(
-    opts: DispatchOptions,
+    method: string,
+    overrides: RequestOverrides | undefined,
     key: string,
     observer: OriginObserver | undefined,
     handler: Handler,
@@ -55,13 +62,14 @@ export class Exchange implements Handler {
     startedAt: number,
   ) {
     this.key = key;
-    this.method = opts.method;
-    this.overrides = opts.breakwater;
+    this.method = method;
+    this.overrides = overrides;
     this.observer = observer;
     this.#handler = handler;
     this.#wantsParsed = !(handler instanceof LegacyHandlerAdapter);
     this.#owner = owner;
     this.startedAt = startedAt;
+    this.dispatchTime = startedAt;
   }
 
   onRequestStart(controller: Controller, context: unknown): void {

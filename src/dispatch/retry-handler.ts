@@ -3,6 +3,7 @@ import { isReplayableBody } from '../http/body.js';
 import { isCallerAbort, isConnectFailure, isTransientNetworkError } from '../http/classify.js';
 import { hasIdempotencyKey } from '../http/idempotency.js';
 import { parseRetryAfter } from '../http/retry-after.js';
+import { policyNow, policyTime } from '../internal/clock.js';
 import { integer, MAX_TIMER_MS } from '../internal/validate.js';
 import type { BackoffStep } from '../policies/backoff.js';
 import type { GiveUpReason, RetryStage } from '../policies/retry.js';
@@ -136,7 +137,7 @@ class RetryHandler implements Controller {
   start(): void {
     this.#outer.onRequestStart?.(this, EMPTY_CONTEXT);
     if (this.#done) return;
-    this.#budget?.recordRequest(Date.now());
+    this.#budget?.recordRequest(policyTime(this.#ex.dispatchTime));
     this.#launch();
   }
 
@@ -248,11 +249,13 @@ class RetryHandler implements Controller {
     // A discarded response still draining by now is not worth waiting for.
     const previous = this.#attempt;
     if (previous !== null && previous.phase === 'draining') previous.abort(new DiscardedAttemptError());
-    const remaining = this.#retryAt - performance.now();
+    const now = performance.now();
+    const remaining = this.#retryAt - now;
     if (remaining >= 1) {
       this.#timer = setTimeout(fireRetry, remaining, this);
       return;
     }
+    this.#ex.dispatchTime = now;
     this.#launch();
   }
 
@@ -307,7 +310,7 @@ class RetryHandler implements Controller {
     this.#step = step;
     const delay = Math.min(Math.max(step.delay, retryAfter ?? 0), MAX_TIMER_MS);
     if (performance.now() + delay >= ex.deadline) return this.#giveUp('deadline', statusCode, error);
-    if (this.#budget !== null && !this.#budget.tryWithdraw(Date.now())) {
+    if (this.#budget !== null && !this.#budget.tryWithdraw(policyNow())) {
       ex.observer?.retryBudgetExhausted();
       return this.#giveUp('budget', statusCode, error);
     }

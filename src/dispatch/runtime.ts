@@ -50,8 +50,19 @@ export class Runtime implements ExchangeOwner {
   }
 
   run(opts: DispatchOptions, handler: Handler): boolean {
+    const method = opts.method;
     // Upgrades and CONNECT hand the socket to the caller: nothing to retry, time or count.
-    if (opts.upgrade || opts.method === 'CONNECT') return this.#downstream(opts, handler);
+    if (opts.upgrade || method === 'CONNECT') return this.#downstream(opts, handler);
+    return this.start(opts, handler, method);
+  }
+
+  /**
+   * Runs a request through the stages, for a caller that has already sent upgrades and CONNECT
+   * elsewhere and read the method. Each property of `opts` is read once on the way in: on Node 20,
+   * undici's request() builds every `opts` with a map of its own (V8 gives each `{ ...o, k: v }` a
+   * fresh map), so every read is a megamorphic inline-cache miss, about 1,000 instructions.
+   */
+  start(opts: DispatchOptions, handler: Handler, method: string): boolean {
     if (this.#destroyed !== null || this.#closed) {
       failAtOnce(handler, this.#destroyed ?? new errors.ClientClosedError());
       return false;
@@ -65,7 +76,7 @@ export class Runtime implements ExchangeOwner {
       return false;
     }
     const observer = this.#observer === undefined ? undefined : this.#observerFor(origin);
-    const ex = new Exchange(opts, key, observer, handler, this, performance.now());
+    const ex = new Exchange(method, opts.breakwater, key, observer, handler, this, performance.now());
     this.#link(ex);
     try {
       this.#stages(opts, ex, ex);

@@ -39,15 +39,16 @@ class TimeoutHandler extends StageHandler implements Deadline {
     this.#scope = scope;
     this.#untilHeaders = untilHeaders;
     this.#queue = queue;
+    const now = ex.dispatchTime;
     if (queue !== null) {
-      queue.add(this);
+      queue.add(this, now);
     } else {
       // Passing `this` as the argument keeps the callback a shared function: no closure per request.
       this.#timer = setTimeout(fire, ms, this);
       this.#timer.unref();
     }
     if (scope === 'total') {
-      const deadline = ex.startedAt + ms;
+      const deadline = now + ms;
       if (deadline < ex.deadline) ex.deadline = deadline;
     }
   }

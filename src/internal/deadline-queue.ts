@@ -28,8 +28,9 @@ export class DeadlineQueue {
     this.#ms = ms;
   }
 
-  add(item: Deadline): void {
-    item.deadlineAt = performance.now() + this.#ms;
+  /** Queues `item` to expire `ms` after `now` (performance.now(), read by the caller). */
+  add(item: Deadline, now: number): void {
+    item.deadlineAt = now + this.#ms;
     item.deadlinePrev = this.#tail;
     item.deadlineNext = null;
     item.inDeadlineQueue = true;

@@ -1,5 +1,6 @@
 import type { CircuitState } from '../errors.js';
 import { InvalidOptionError } from '../errors.js';
+import { policyNow } from '../internal/clock.js';
 import { type Disposable, Event } from '../internal/event.js';
 import { KeyedMap } from '../internal/keyed-map.js';
 import { duration, integer, knownKeys, optionalObject, ratio } from '../internal/validate.js';
@@ -122,7 +123,7 @@ export class CircuitBreakerStage {
 
   /** Forces `key`'s circuit open until `reset(key)`: for maintenance windows and kill switches. */
   isolate(key: string): void {
-    this.breakers.get(key).isolate(Date.now());
+    this.breakers.get(key).isolate(policyNow());
   }
 
   /** Closes `key`'s circuit and clears what it counted. */
@@ -145,7 +146,7 @@ export class CircuitBreakerStage {
     if (typeof snapshot !== 'object' || snapshot === null || snapshot.version !== 1) {
       throw new InvalidOptionError('snapshot', 'a CircuitBreakerSnapshot with version 1', snapshot);
     }
-    const now = Date.now();
+    const now = policyNow();
     for (const [key, value] of Object.entries(snapshot.keys)) {
       this.breakers.set(
         key,

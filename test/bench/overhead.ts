@@ -1,4 +1,4 @@
-// npm run bench [-- --rounds 5 --requests 20000 --concurrency 32 --warmup 2000 --only a,b --json]
+// npm run bench:here [-- --rounds 5 --requests 20000 --concurrency 32 --warmup 2000 --only a,b --json]
 //
 // What Breakwater costs per request, against raw undici and the peers, side by side in one run.
 //
@@ -43,7 +43,7 @@ import {
 } from './common.js';
 import { VARIANTS } from './variants.js';
 
-const USAGE = `usage: npm run bench -- [options]
+const USAGE = `usage: npm run bench:here -- [options]   (npm run bench: both majors, see both-majors.sh)
   --rounds N           rounds, each with fresh client processes (5)
   --requests N         timed requests per variant and round (20000)
   --burst N            timed requests per burst; bursts of all variants alternate (2500)

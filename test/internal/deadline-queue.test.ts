@@ -20,10 +20,10 @@ describe('DeadlineQueue', () => {
     const a = item(log, 'a');
     const b = item(log, 'b');
     const c = item(log, 'c');
-    queue.add(a);
+    queue.add(a, performance.now());
     await new Promise((r) => setTimeout(r, 20));
-    queue.add(b);
-    queue.add(c);
+    queue.add(b, performance.now());
+    queue.add(c, performance.now());
     queue.remove(b);
     await new Promise((r) => setTimeout(r, 120));
     assert.deepEqual(
@@ -39,11 +39,11 @@ describe('DeadlineQueue', () => {
     const queue = new DeadlineQueue(30);
     const log: string[] = [];
     const items = Array.from({ length: 5 }, (_, i) => item(log, String(i)));
-    for (const i of items) queue.add(i);
+    for (const i of items) queue.add(i, performance.now());
     for (const i of items) queue.remove(i);
     await new Promise((r) => setTimeout(r, 60));
     assert.equal(log.length, 0);
-    queue.add(item(log, 'later'));
+    queue.add(item(log, 'later'), performance.now());
     await new Promise((r) => setTimeout(r, 60));
     assert.deepEqual(
       log.map((l) => l.split('@')[0]),
