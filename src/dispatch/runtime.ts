@@ -4,6 +4,7 @@ import { AttemptRecorder } from './attempt-recorder.js';
 import { CoreBridge } from './core-bridge.js';
 import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
 import type { OriginObserver, PipelineObserver } from './observer.js';
+import { ownOption } from './own-option.js';
 import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
 import { CORE_SPEAKS_LEGACY } from './undici-version.js';
 
@@ -58,9 +59,8 @@ export class Runtime implements ExchangeOwner {
 
   /**
    * Runs a request through the stages, for a caller that has already sent upgrades and CONNECT
-   * elsewhere and read the method. Each property of `opts` is read once on the way in: on Node 20,
-   * undici's request() builds every `opts` with a map of its own (V8 gives each `{ ...o, k: v }` a
-   * fresh map), so every read is a megamorphic inline-cache miss, about 1,000 instructions.
+   * elsewhere and read the method. Each property of `opts` is read once, here or by one stage:
+   * on Node 20 every read of it misses V8's caches (see own-option.ts).
    */
   start(opts: DispatchOptions, handler: Handler, method: string): boolean {
     if (this.#destroyed !== null || this.#closed) {
@@ -76,7 +76,15 @@ export class Runtime implements ExchangeOwner {
       return false;
     }
     const observer = this.#observer === undefined ? undefined : this.#observerFor(origin);
-    const ex = new Exchange(method, opts.breakwater, key, observer, handler, this, performance.now());
+    const ex = new Exchange(
+      method,
+      ownOption(opts, 'breakwater'),
+      key,
+      observer,
+      handler,
+      this,
+      performance.now(),
+    );
     this.#link(ex);
     try {
       this.#stages(opts, ex, ex);

@@ -1,7 +1,12 @@
 // Shared plumbing of the benchmarks: starting child processes pinned to a core, talking to the
 // upstream server over IPC, statistics and tables. Not part of the library, not a test.
 
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  type ChildProcess,
+  type ExecFileSyncOptionsWithStringEncoding,
+  execFileSync,
+  spawn,
+} from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -9,7 +14,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const TSX = import.meta.resolve('tsx');
+export const TSX = import.meta.resolve('tsx');
 
 /** The core the upstream server runs on, and the one every client (and this process) runs on. */
 export const SERVER_CORE = 1;
@@ -246,11 +251,14 @@ function sourceFingerprint(): string {
   for (const file of files) hash.update(file.slice(ROOT.length)).update(readFileSync(file));
   let head = 'no-git';
   try {
-    head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], {
+    // stderr ignored: outside a checkout (the Node 24 leg's copy) git's complaint is expected.
+    const quiet: ExecFileSyncOptionsWithStringEncoding = {
       cwd: ROOT,
       encoding: 'utf8',
-    });
+      stdio: ['ignore', 'pipe', 'ignore'],
+    };
+    head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], quiet).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], quiet);
     if (dirty.trim() !== '') head += '+dirty';
   } catch {
     // Not a git checkout (a tarball): the hash alone identifies the code.

@@ -1,0 +1,209 @@
+// npm run bench:instructions [-- --only a,b --requests 10000 --warmup 6000 --json]
+//
+// Instructions per request under callgrind: the same clients as overhead.ts, counted instead of
+// timed. CPU time on a shared or virtual machine moves by ±10 % from one burst to the next; the
+// number of instructions a request executes moves by well under 1 % from run to run, so small
+// changes to the hot path can be seen, and the ratio to raw undici can be checked without a quiet
+// machine. It does not see what instructions cost (cache misses, a slow clock source, syscalls):
+// overhead.ts remains the measurement of CPU time; this one is its noise-free companion.
+//
+// Each client runs in a fresh process under `valgrind --tool=callgrind` with instrumentation off
+// through start-up and --warmup requests, so JIT compilation and module loading are not counted;
+// then `callgrind_control -i on` counts exactly the --requests timed requests. The upstream
+// server runs outside valgrind. Two clients run at a time (valgrind is single-threaded). Needs
+// valgrind (`apt-get install valgrind`); each client takes about a minute.
+
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ClientResult } from './client.js';
+import {
+  BENCH_DIR,
+  buildLibrary,
+  describeEnvironment,
+  environment,
+  exited,
+  fixed,
+  intArg,
+  LIBRARY_ENV,
+  median,
+  nextMessage,
+  parseArgs,
+  ROOT,
+  startServer,
+  TSX,
+  table,
+} from './common.js';
+import { VARIANTS } from './variants.js';
+
+const DEFAULT_VARIANTS = [
+  'raw',
+  'noop-compose',
+  'noop-dispatcher',
+  'bw-std-metrics-compose',
+  'bw-std-metrics-resilient',
+];
+
+const USAGE = `usage: npm run bench:instructions -- [options]
+  --only a,b       these variants (raw always runs); default: ${DEFAULT_VARIANTS.join(', ')}
+  --requests N     counted requests per client (10000)
+  --warmup N       uncounted requests first (6000)
+  --concurrency N  requests in flight (32)
+  --runs N         fresh clients per variant; the table shows the median (3)
+  --json           JSON on stdout instead of the table`;
+
+const args = parseArgs(process.argv.slice(2));
+if (args.has('help')) {
+  console.log(USAGE);
+  process.exit(0);
+}
+const requests = intArg(args, 'requests', 10_000);
+const warmup = intArg(args, 'warmup', 6_000);
+const concurrency = intArg(args, 'concurrency', 32);
+const runs = intArg(args, 'runs', 3);
+const json = args.has('json');
+const names =
+  args
+    .get('only')
+    ?.split(',')
+    .map((s) => s.trim()) ?? DEFAULT_VARIANTS;
+const unknown = names.filter((name) => !VARIANTS.some((v) => v.name === name));
+if (unknown.length > 0) {
+  console.error(`unknown variant(s): ${unknown.join(', ')}`);
+  process.exit(2);
+}
+const variants = ['raw', ...names.filter((name) => name !== 'raw')];
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+
+function requireTool(tool: string): void {
+  try {
+    execFileSync(tool, ['--version'], { stdio: 'ignore' });
+  } catch {
+    console.error(`${tool} not found: install valgrind (apt-get install valgrind)`);
+    process.exit(2);
+  }
+}
+
+/** `callgrind_control -i on|off` for a process running under callgrind. */
+function instrument(pid: number, on: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ctl = spawn('callgrind_control', ['-i', on ? 'on' : 'off', String(pid)], { stdio: 'ignore' });
+    ctl.on('error', reject);
+    ctl.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`callgrind_control exited ${code}`)),
+    );
+  });
+}
+
+interface Count {
+  variant: string;
+  instructions: number;
+  perRequest: number;
+  errors: number;
+}
+
+async function count(variant: string, origin: string, libraryEnv: Record<string, string>): Promise<Count> {
+  const child: ChildProcess = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--instr-atstart=no',
+      '--callgrind-out-file=/dev/null',
+      process.execPath,
+      '--import',
+      TSX,
+      `${BENCH_DIR}client.ts`,
+      ...['--variant', variant, '--origin', origin, '--concurrency', String(concurrency)],
+      ...['--warmup', String(warmup), '--requests', String(requests)],
+    ],
+    { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: { ...process.env, ...libraryEnv } },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  await nextMessage(child, 'ready');
+  await instrument(child.pid!, true);
+  const result = nextMessage<ClientResult>(child, 'result');
+  child.send({ type: 'go' });
+  const { errors } = await result;
+  await instrument(child.pid!, false);
+  const code = await exited(child);
+  const refs = /I\s+refs:\s+([\d,]+)/.exec(stderr);
+  if (code !== 0 || refs === null) throw new Error(`${variant} under callgrind exited ${code}:\n${stderr}`);
+  const instructions = Number(refs[1]!.replace(/,/g, ''));
+  return { variant, instructions, perRequest: instructions / requests, errors };
+}
+
+async function main(): Promise<void> {
+  requireTool('valgrind');
+  const started = Date.now();
+  const entry = buildLibrary(log);
+  const libraryEnv = { [LIBRARY_ENV]: entry };
+  const server = await startServer();
+  const env = environment();
+  const counts: Count[] = [];
+  try {
+    // Two at a time, run after run of every variant, so a slow stretch of the machine cannot
+    // matter (instructions do not depend on it) and a client that landed in an unusual state shows
+    // as an outlier among its runs.
+    const pending = Array.from({ length: runs }, () => variants).flat();
+    const worker = async (): Promise<void> => {
+      for (let v = pending.shift(); v !== undefined; v = pending.shift()) {
+        log(`counting ${v}…`);
+        counts.push(await count(v, server.origin, libraryEnv));
+      }
+    };
+    await Promise.all([worker(), worker()]);
+  } finally {
+    await server.stop();
+  }
+  const summaries = variants.map((variant) => {
+    const perRequest = counts.filter((c) => c.variant === variant).map((c) => c.perRequest);
+    return {
+      variant,
+      median: median(perRequest),
+      min: Math.min(...perRequest),
+      max: Math.max(...perRequest),
+      errors: counts.filter((c) => c.variant === variant).reduce((sum, c) => sum + c.errors, 0),
+    };
+  });
+  const raw = summaries[0]!.median;
+  const elapsedS = (Date.now() - started) / 1000;
+  const report = JSON.stringify(
+    { environment: env, settings: { requests, warmup, concurrency, runs }, elapsedS, summaries, counts },
+    null,
+    2,
+  );
+  const file = join(
+    tmpdir(),
+    `breakwater-instructions-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+  );
+  writeFileSync(file, report);
+  if (json) {
+    console.log(report);
+    return;
+  }
+  console.log(describeEnvironment(env));
+  console.log(
+    `${runs} clients per variant, each ${requests} counted requests after ${warmup} uncounted, concurrency ${concurrency}; medians; ran ${fixed(elapsedS, 0)} s; full results: ${file}\n`,
+  );
+  console.log(
+    table(
+      ['variant', 'instructions/req', 'x raw', 'min–max', 'errors'],
+      summaries.map((c) => [
+        c.variant,
+        fixed(c.median, 0),
+        `${fixed(c.median / raw, 3)} x`,
+        `${fixed(c.min, 0)}–${fixed(c.max, 0)}`,
+        String(c.errors),
+      ]),
+    ),
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
