@@ -28,7 +28,11 @@ export class DeadlineQueue {
     this.#ms = ms;
   }
 
-  /** Queues `item` to expire `ms` after `now` (performance.now(), read by the caller). */
+  /**
+   * Queues `item` to expire `ms` after `now` (performance.now(), read by the caller). Callers pass
+   * the reading taken when their dispatch step began, so items may come out of order by the
+   * microseconds one synchronous step lasts; such an item expires at most that much late.
+   */
   add(item: Deadline, now: number): void {
     item.deadlineAt = now + this.#ms;
     item.deadlinePrev = this.#tail;
