@@ -123,12 +123,19 @@ async function count(variant: string, origin: string, libraryEnv: Record<string,
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  await nextMessage(child, 'ready');
-  await instrument(child.pid!, true);
-  const result = nextMessage<ClientResult>(child, 'result');
-  child.send({ type: 'go' });
-  const { errors } = await result;
-  await instrument(child.pid!, false);
+  let errors: number;
+  try {
+    await nextMessage(child, 'ready');
+    await instrument(child.pid!, true);
+    const result = nextMessage<ClientResult>(child, 'result');
+    child.send({ type: 'go' });
+    ({ errors } = await result);
+    await instrument(child.pid!, false);
+  } catch (err) {
+    // A client left running under valgrind would hold its core (and the run) for minutes.
+    child.kill('SIGKILL');
+    throw err;
+  }
   const code = await exited(child);
   const refs = /I\s+refs:\s+([\d,]+)/.exec(stderr);
   if (code !== 0 || refs === null) throw new Error(`${variant} under callgrind exited ${code}:\n${stderr}`);
