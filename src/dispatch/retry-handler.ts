@@ -103,10 +103,6 @@ class RetryHandler implements Controller {
   readonly #stage: RetryStage;
   readonly #budget: RetryBudget | null;
   readonly #maxAttempts: number;
-  /** The method (or header, or opt-in) makes a repeat safe. */
-  readonly #idempotent: boolean;
-  /** The body can be sent again (absent, bytes, or a factory). */
-  readonly #replayable: boolean;
   #attempt: AttemptHandler | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** performance.now() at which the scheduled attempt is due. */
@@ -129,9 +125,6 @@ class RetryHandler implements Controller {
       overrides?.maxAttempts === undefined
         ? stage.maxAttempts
         : integer('breakwater.maxAttempts', overrides.maxAttempts, 1);
-    this.#idempotent =
-      stage.methods.has(ex.method) || overrides?.idempotent === true || hasIdempotencyKey(opts.headers);
-    this.#replayable = overrides?.body !== undefined || isReplayableBody(opts.body);
   }
 
   start(): void {
@@ -279,11 +272,22 @@ class RetryHandler implements Controller {
     }
   }
 
-  /** Why repeating this request is unsafe, or null when it is safe. */
+  /**
+   * Why repeating this request is unsafe, or null when it is safe. Worked out when a repeat is
+   * considered rather than for every request: on Node 20 each read of `opts` misses V8's caches
+   * (see own-option.ts), and most requests never fail.
+   */
   #unsafeToRepeat(neverLeft: boolean): GiveUpReason | null {
-    if (!this.#replayable) return 'not-replayable';
-    if (!this.#idempotent && !neverLeft) return 'not-idempotent';
-    return null;
+    const overrides = this.#ex.overrides;
+    // The body can be sent again: absent, bytes, or made afresh by a factory.
+    if (overrides?.body === undefined && !isReplayableBody(this.#opts.body)) return 'not-replayable';
+    if (neverLeft) return null;
+    // The method, an Idempotency-Key header or the caller's opt-in makes a repeat safe.
+    const idempotent =
+      this.#stage.methods.has(this.#ex.method) ||
+      overrides?.idempotent === true ||
+      hasIdempotencyKey(this.#opts.headers);
+    return idempotent ? null : 'not-idempotent';
   }
 
   /**

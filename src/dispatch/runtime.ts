@@ -28,6 +28,10 @@ export class Runtime implements ExchangeOwner {
   #closed = false;
   #destroyed: Error | null = null;
   #idleWaiters: Array<() => void> = [];
+  // The last origin seen, as given and as resolved, with its metrics handle: most clients talk to
+  // one upstream at a time. Reusing the resolved string also makes it the same string object on
+  // every request, so the stages' per-key lookups compare it by pointer instead of by content.
+  #lastGivenOrigin: DispatchOptions['origin'] = undefined;
   #lastOrigin = '';
   #lastObserver: OriginObserver | undefined;
 
@@ -67,7 +71,13 @@ export class Runtime implements ExchangeOwner {
       failAtOnce(handler, this.#destroyed ?? new errors.ClientClosedError());
       return false;
     }
-    const origin = originOf(opts.origin);
+    const givenOrigin = opts.origin;
+    if (givenOrigin !== this.#lastGivenOrigin) {
+      this.#lastOrigin = originOf(givenOrigin);
+      this.#lastGivenOrigin = givenOrigin;
+      this.#lastObserver = undefined;
+    }
+    const origin = this.#lastOrigin;
     let key: string;
     try {
       key = this.#key === undefined ? origin : this.#key(opts);
@@ -97,12 +107,9 @@ export class Runtime implements ExchangeOwner {
     return true;
   }
 
-  /** The metrics handle for an origin; one remembered, as most clients talk to one upstream at a time. */
+  /** The metrics handle of the last origin (`origin` is it), made on its first use. */
   #observerFor(origin: string): OriginObserver {
-    if (origin !== this.#lastOrigin || this.#lastObserver === undefined) {
-      this.#lastObserver = this.#observer!.origin(sanitizeOrigin(origin));
-      this.#lastOrigin = origin;
-    }
+    this.#lastObserver ??= this.#observer!.origin(sanitizeOrigin(origin));
     return this.#lastObserver;
   }
 

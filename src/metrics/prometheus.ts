@@ -19,6 +19,7 @@ import type {
 import { type CircuitState, InvalidOptionError, type TimeoutScope } from '../errors.js';
 import { integer, knownKeys, optionalObject } from '../internal/validate.js';
 import { normalizeMethod, sanitizeOrigin } from './labels.js';
+import { SeriesTable } from './series-table.js';
 
 /** A prom-client registry, Prometheus text or OpenMetrics. */
 export type MetricsRegistry = Registry<PrometheusContentType> | Registry<OpenMetricsContentType>;
@@ -578,14 +579,16 @@ export function prometheusMetrics(options: PrometheusMetricsOptions): Prometheus
 
 /** The per-method series of one origin, created as each label set is first used. */
 class MethodSeries {
-  readonly name: string;
-  readonly requests: Partial<Record<RequestOutcome, CounterSeries>> = {};
-  readonly requestDuration: Partial<Record<StatusClass, HistogramSeries>> = {};
-  readonly attempts: Partial<Record<StatusClass, CounterSeries>> = {};
-  readonly attemptDuration: Partial<Record<StatusClass, HistogramSeries>> = {};
+  readonly requests: SeriesTable<CounterSeries>;
+  readonly requestDuration: SeriesTable<HistogramSeries>;
+  readonly attempts: SeriesTable<CounterSeries>;
+  readonly attemptDuration: SeriesTable<HistogramSeries>;
 
-  constructor(name: string) {
-    this.name = name;
+  constructor(origin: string, method: string, set: MetricSet) {
+    this.requests = new SeriesTable((outcome) => set.requests.series([origin, method, outcome]));
+    this.requestDuration = new SeriesTable((cls) => set.requestDuration.series([origin, method, cls]));
+    this.attempts = new SeriesTable((cls) => set.attempts.series([origin, method, cls]));
+    this.attemptDuration = new SeriesTable((cls) => set.attemptDuration.series([origin, method, cls]));
   }
 }
 
@@ -599,9 +602,9 @@ class OriginSeries implements OriginObserver {
   readonly #methods = new Map<string, MethodSeries>();
   #lastMethod: string | undefined;
   #lastSeries: MethodSeries | undefined;
-  readonly #retries: Partial<Record<RetryReason, CounterSeries>> = {};
-  readonly #timeouts: Partial<Record<TimeoutScope, CounterSeries>> = {};
-  readonly #transitions: Partial<Record<CircuitState, CounterSeries>> = {};
+  readonly #retries: SeriesTable<CounterSeries>;
+  readonly #timeouts: SeriesTable<CounterSeries>;
+  readonly #transitions: SeriesTable<CounterSeries>;
   // Made up front: a series that has seen no event is not exposed, so this costs nothing visible.
   readonly #budgetExhausted: CounterSeries;
   readonly #queueWait: HistogramSeries;
@@ -611,6 +614,9 @@ class OriginSeries implements OriginObserver {
   constructor(label: string, set: MetricSet) {
     this.label = label;
     this.#set = set;
+    this.#retries = new SeriesTable((reason) => set.retries.series([label, reason]));
+    this.#timeouts = new SeriesTable((scope) => set.timeouts.series([label, scope]));
+    this.#transitions = new SeriesTable((to) => set.circuitTransitions.series([label, to]));
     this.#budgetExhausted = set.retryBudgetExhausted.series([label]);
     this.#queueWait = set.queueWait.series([label]);
     this.#bulkheadRejections = set.bulkheadRejections.series([label]);
@@ -619,33 +625,18 @@ class OriginSeries implements OriginObserver {
 
   requestFinished(method: string, outcome: RequestOutcome, statusClass: StatusClass, seconds: number): void {
     const m = this.#method(method);
-    const set = this.#set;
-    (
-      m.requests[outcome] ?? keep(m.requests, outcome, set.requests.series([this.label, m.name, outcome]))
-    ).inc();
-    (
-      m.requestDuration[statusClass] ??
-      keep(m.requestDuration, statusClass, set.requestDuration.series([this.label, m.name, statusClass]))
-    ).observe(seconds);
+    m.requests.get(outcome).inc();
+    m.requestDuration.get(statusClass).observe(seconds);
   }
 
   attemptFinished(method: string, statusClass: StatusClass, seconds: number): void {
     const m = this.#method(method);
-    const set = this.#set;
-    (
-      m.attempts[statusClass] ??
-      keep(m.attempts, statusClass, set.attempts.series([this.label, m.name, statusClass]))
-    ).inc();
-    (
-      m.attemptDuration[statusClass] ??
-      keep(m.attemptDuration, statusClass, set.attemptDuration.series([this.label, m.name, statusClass]))
-    ).observe(seconds);
+    m.attempts.get(statusClass).inc();
+    m.attemptDuration.get(statusClass).observe(seconds);
   }
 
   retryScheduled(reason: RetryReason): void {
-    (
-      this.#retries[reason] ?? keep(this.#retries, reason, this.#set.retries.series([this.label, reason]))
-    ).inc();
+    this.#retries.get(reason).inc();
   }
 
   retryBudgetExhausted(): void {
@@ -661,16 +652,11 @@ class OriginSeries implements OriginObserver {
   }
 
   timedOut(scope: TimeoutScope): void {
-    (
-      this.#timeouts[scope] ?? keep(this.#timeouts, scope, this.#set.timeouts.series([this.label, scope]))
-    ).inc();
+    this.#timeouts.get(scope).inc();
   }
 
   circuitTransition(to: CircuitState): void {
-    (
-      this.#transitions[to] ??
-      keep(this.#transitions, to, this.#set.circuitTransitions.series([this.label, to]))
-    ).inc();
+    this.#transitions.get(to).inc();
   }
 
   circuitRejected(): void {
@@ -683,19 +669,13 @@ class OriginSeries implements OriginObserver {
     const name = normalizeMethod(method);
     let series = this.#methods.get(name);
     if (series === undefined) {
-      series = new MethodSeries(name);
+      series = new MethodSeries(this.label, name, this.#set);
       this.#methods.set(name, series);
     }
     this.#lastMethod = method;
     this.#lastSeries = series;
     return series;
   }
-}
-
-/** Stores `series` under `key` and returns it: the miss path of a lazily filled table. */
-function keep<K extends string, S>(table: Partial<Record<K, S>>, key: K, series: S): S {
-  table[key] = series;
-  return series;
 }
 
 /** Finds or creates each metric in the registry, checking that an existing one fits. */
