@@ -593,8 +593,9 @@ class MethodSeries {
 }
 
 /**
- * One origin label value. Every series is looked up once, on first use, and kept in a field: after
- * warm-up an event is a property read and an increment, with no label object and no `labels()`.
+ * One origin label value. Every series is looked up once, on first use, and kept (in a field or a
+ * SeriesTable): after warm-up an event is a pointer comparison and an increment, with no label
+ * object and no `labels()`.
  */
 class OriginSeries implements OriginObserver {
   readonly label: string;

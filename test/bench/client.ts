@@ -54,7 +54,7 @@ const origin = args.get('origin');
 if (origin === undefined) throw new Error('--origin is required');
 const requests = intArg(args, 'requests', 20_000);
 const concurrency = intArg(args, 'concurrency', 32);
-const warmup = intArg(args, 'warmup', 2_000);
+const warmup = intArg(args, 'warmup', 20_000);
 const durationMs = args.has('duration') ? intArg(args, 'duration', 5_000) : 0;
 
 let errors = 0;
