@@ -1,5 +1,6 @@
-// One measured client, in a process of its own (started by overhead.ts or profile.ts): builds one
-// variant, warms it up, says `ready`, then does what the parent asks over IPC:
+// One measured client, in a process of its own (started by overhead.ts, instructions.ts,
+// warmup.ts or profile.ts): builds one variant, warms it up, says `ready`, then does what the
+// parent asks over IPC:
 //   { type: 'burst', n }  send n requests at the configured concurrency; answer `burst` with
 //                         the CPU and wall time they took (overhead.ts interleaves short bursts
 //                         of every variant, so all of them see the same machine)
@@ -54,7 +55,7 @@ const origin = args.get('origin');
 if (origin === undefined) throw new Error('--origin is required');
 const requests = intArg(args, 'requests', 20_000);
 const concurrency = intArg(args, 'concurrency', 32);
-const warmup = intArg(args, 'warmup', 20_000);
+const warmup = intArg(args, 'warmup', 20_000, 0);
 const durationMs = args.has('duration') ? intArg(args, 'duration', 5_000) : 0;
 
 let errors = 0;

@@ -327,10 +327,12 @@ export function parseArgs(argv: readonly string[]): Map<string, string> {
   return out;
 }
 
-export function intArg(args: Map<string, string>, name: string, fallback: number): number {
+export function intArg(args: Map<string, string>, name: string, fallback: number, min = 1): number {
   const raw = args.get(name);
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} expects an integer >= 1, got ${raw}`);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`--${name} expects an integer >= ${min}, got ${raw}`);
+  }
   return value;
 }
