@@ -51,6 +51,9 @@ const USAGE = `usage: npm run bench:instructions -- [options]
   --warmup N       uncounted requests first (20000)
   --concurrency N  requests in flight (32)
   --runs N         fresh clients per variant; the table shows the median (3)
+  --simulate       also simulate the caches and branch predictor (valgrind's --cache-sim and
+                   --branch-sim): L1 misses and mispredicted branches per request, which cost
+                   cycles that instruction counts do not show; about twice as slow
   --json           JSON on stdout instead of the table`;
 
 const args = parseArgs(process.argv.slice(2));
@@ -64,6 +67,7 @@ const warmup = intArg(args, 'warmup', 20_000);
 const concurrency = intArg(args, 'concurrency', 32);
 const runs = intArg(args, 'runs', 3);
 const json = args.has('json');
+const simulate = args.has('simulate');
 const names =
   args
     .get('only')
@@ -102,6 +106,21 @@ interface Count {
   instructions: number;
   perRequest: number;
   errors: number;
+  /** Per request, with --simulate: level-1 instruction and data cache misses, mispredicted branches. */
+  simulated?: Simulated;
+}
+
+interface Simulated {
+  i1Misses: number;
+  d1Misses: number;
+  mispredicts: number;
+}
+
+/** A total from callgrind's summary on stderr, such as `D1  misses:  32,183,980 (…)`. */
+function summaryTotal(stderr: string, label: string): number {
+  const match = new RegExp(`${label}:\\s+([\\d,]+)`).exec(stderr);
+  if (match === null) throw new Error(`callgrind printed no "${label}" total:\n${stderr}`);
+  return Number(match[1]!.replace(/,/g, ''));
 }
 
 async function count(variant: string, origin: string, libraryEnv: Record<string, string>): Promise<Count> {
@@ -111,6 +130,7 @@ async function count(variant: string, origin: string, libraryEnv: Record<string,
       '--tool=callgrind',
       '--instr-atstart=no',
       '--callgrind-out-file=/dev/null',
+      ...(simulate ? ['--cache-sim=yes', '--branch-sim=yes'] : []),
       process.execPath,
       '--import',
       TSX,
@@ -141,7 +161,14 @@ async function count(variant: string, origin: string, libraryEnv: Record<string,
   const refs = /I\s+refs:\s+([\d,]+)/.exec(stderr);
   if (code !== 0 || refs === null) throw new Error(`${variant} under callgrind exited ${code}:\n${stderr}`);
   const instructions = Number(refs[1]!.replace(/,/g, ''));
-  return { variant, instructions, perRequest: instructions / requests, errors };
+  const simulated = simulate
+    ? {
+        i1Misses: summaryTotal(stderr, 'I1\\s+misses') / requests,
+        d1Misses: summaryTotal(stderr, 'D1\\s+misses') / requests,
+        mispredicts: summaryTotal(stderr, 'Mispredicts') / requests,
+      }
+    : undefined;
+  return { variant, instructions, perRequest: instructions / requests, errors, simulated };
 }
 
 async function main(): Promise<void> {
@@ -168,10 +195,16 @@ async function main(): Promise<void> {
     await server.stop();
   }
   const summaries = variants.map((variant) => {
-    const perRequest = counts.filter((c) => c.variant === variant).map((c) => c.perRequest);
+    const mine = counts.filter((c) => c.variant === variant);
+    const perRequest = mine.map((c) => c.perRequest);
+    const simulatedMedian = (pick: (s: Simulated) => number): number =>
+      median(mine.map((c) => (c.simulated === undefined ? Number.NaN : pick(c.simulated))));
     return {
       variant,
       median: median(perRequest),
+      i1Misses: simulatedMedian((s) => s.i1Misses),
+      d1Misses: simulatedMedian((s) => s.d1Misses),
+      mispredicts: simulatedMedian((s) => s.mispredicts),
       min: Math.min(...perRequest),
       max: Math.max(...perRequest),
       errors: counts.filter((c) => c.variant === variant).reduce((sum, c) => sum + c.errors, 0),
@@ -206,6 +239,22 @@ async function main(): Promise<void> {
         `${fixed(c.median / raw, 3)} x`,
         `${fixed(c.min, 0)}–${fixed(c.max, 0)}`,
         String(c.errors),
+      ]),
+    ),
+  );
+  if (!simulate) return;
+  const base = summaries[0]!;
+  const cell = (value: number, rawValue: number): string =>
+    `${fixed(value, 0)} (${fixed(value / rawValue, 3)} x)`;
+  console.log('\nsimulated per request (medians; x raw):\n');
+  console.log(
+    table(
+      ['variant', 'L1 instruction misses', 'L1 data misses', 'mispredicted branches'],
+      summaries.map((c) => [
+        c.variant,
+        cell(c.i1Misses, base.i1Misses),
+        cell(c.d1Misses, base.d1Misses),
+        cell(c.mispredicts, base.mispredicts),
       ]),
     ),
   );

@@ -1,4 +1,4 @@
-// npm run bench:warmup [-- --only a,b --chunks 15 --chunk 2000]
+// npm run bench:warmup [-- --only a,b --chunks 15 --chunk 2000 --json]
 //
 // How long a fresh client takes to reach steady state: client CPU per request over consecutive
 // chunks of requests, from the first one on. It is the evidence for overhead.ts's warm-up length.
@@ -29,6 +29,7 @@ const args = parseArgs(process.argv.slice(2));
 const chunks = intArg(args, 'chunks', 15);
 const chunk = intArg(args, 'chunk', 2_000);
 const concurrency = intArg(args, 'concurrency', 32);
+const json = args.has('json');
 const names = args
   .get('only')
   ?.split(',')
@@ -68,18 +69,23 @@ async function curve(variant: string, origin: string, libraryEnv: Record<string,
 const libraryEnv = { [LIBRARY_ENV]: buildLibrary(log) };
 const server = await startServer();
 try {
-  const rows: string[][] = [];
+  const curves: Record<string, number[]> = {};
   for (const name of names) {
     log(`${name}…`);
-    const values = await curve(name, server.origin, libraryEnv);
-    rows.push([name, ...values.map((v) => fixed(v, 0))]);
+    curves[name] = await curve(name, server.origin, libraryEnv);
   }
-  console.log(describeEnvironment(environment()));
-  console.log(
-    `client CPU µs per request over consecutive chunks of ${chunk} requests, concurrency ${concurrency}\n`,
-  );
-  const head = ['variant', ...Array.from({ length: chunks }, (_, i) => `${((i + 1) * chunk) / 1000}k`)];
-  console.log(table(head, rows));
+  const env = environment();
+  if (json) {
+    console.log(JSON.stringify({ environment: env, chunk, concurrency, cpuUsPerRequest: curves }, null, 2));
+  } else {
+    console.log(describeEnvironment(env));
+    console.log(
+      `client CPU µs per request over consecutive chunks of ${chunk} requests, concurrency ${concurrency}\n`,
+    );
+    const head = ['variant', ...Array.from({ length: chunks }, (_, i) => `${((i + 1) * chunk) / 1000}k`)];
+    const rows = names.map((name) => [name, ...curves[name]!.map((v) => fixed(v, 0))]);
+    console.log(table(head, rows));
+  }
 } finally {
   await server.stop();
 }
