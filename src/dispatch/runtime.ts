@@ -31,7 +31,7 @@ export class Runtime implements ExchangeOwner {
   // The last origin seen, as given and as resolved, with its metrics handle: most clients talk to
   // one upstream at a time. Reusing the resolved string also makes it the same string object on
   // every request, so the stages' per-key lookups compare it by pointer instead of by content.
-  #lastGivenOrigin: DispatchOptions['origin'] = undefined;
+  #lastGivenOrigin: string | undefined;
   #lastOrigin = '';
   #lastObserver: OriginObserver | undefined;
 
@@ -72,10 +72,14 @@ export class Runtime implements ExchangeOwner {
       return false;
     }
     const givenOrigin = opts.origin;
-    if (givenOrigin !== this.#lastGivenOrigin) {
-      this.#lastOrigin = originOf(givenOrigin);
-      this.#lastGivenOrigin = givenOrigin;
-      this.#lastObserver = undefined;
+    // Only a string is taken as unchanged when equal: a URL object may have been edited since.
+    if (typeof givenOrigin !== 'string' || givenOrigin !== this.#lastGivenOrigin) {
+      const resolved = originOf(givenOrigin);
+      if (resolved !== this.#lastOrigin) {
+        this.#lastOrigin = resolved;
+        this.#lastObserver = undefined;
+      }
+      this.#lastGivenOrigin = typeof givenOrigin === 'string' ? givenOrigin : undefined;
     }
     const origin = this.#lastOrigin;
     let key: string;

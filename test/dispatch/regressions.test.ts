@@ -24,6 +24,22 @@ describe('regressions', () => {
   after(() => upstream.close());
   afterEach(() => upstream.reset());
 
+  test('a URL origin edited between requests is resolved again, not reused from the last request', async (t) => {
+    const other = await startUpstream();
+    t.after(() => other.close());
+    const interceptor = pipeline([bulkhead({ maxConcurrent: 4, maxQueue: 0 })]);
+    const dispatcher = resilient(new Agent(), interceptor);
+    t.after(() => dispatcher.destroy());
+    // Dispatcher#request hands `opts` to dispatch() as given, so the same URL object arrives twice.
+    const origin = new URL(upstream.origin);
+    await (await dispatcher.request({ origin, path: '/', method: 'GET' })).body.text();
+    origin.port = new URL(other.origin).port;
+    await (await dispatcher.request({ origin, path: '/', method: 'GET' })).body.text();
+    assert.equal(upstream.count(), 1);
+    assert.equal(other.count(), 1);
+    assert.deepEqual(Object.keys(interceptor.health()).sort(), [upstream.origin, other.origin].sort());
+  });
+
   test('upgrade() through resilient() reaches the caller instead of hanging', async (t) => {
     const server = createServer();
     server.on('upgrade', (_req, socket) => {
