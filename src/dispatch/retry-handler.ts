@@ -1,6 +1,7 @@
 import { ResilienceError, TimeoutError } from '../errors.js';
 import { isReplayableBody } from '../http/body.js';
 import { isCallerAbort, isConnectFailure, isTransientNetworkError } from '../http/classify.js';
+import { isReplayableHeaders } from '../http/headers.js';
 import { hasIdempotencyKey } from '../http/idempotency.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import { policyNow, policyTime } from '../internal/clock.js';
@@ -279,8 +280,10 @@ class RetryHandler implements Controller {
    */
   #unsafeToRepeat(neverLeft: boolean): GiveUpReason | null {
     const overrides = this.#ex.overrides;
-    // The body can be sent again: absent, bytes, or made afresh by a factory.
+    // The body can be sent again: absent, bytes, or made afresh by a factory. So must the
+    // headers be, even when the request never left: undici has read them already.
     if (overrides?.body === undefined && !isReplayableBody(this.#opts.body)) return 'not-replayable';
+    if (!isReplayableHeaders(this.#opts.headers)) return 'not-replayable';
     if (neverLeft) return null;
     // The method, an Idempotency-Key header or the caller's opt-in makes a repeat safe.
     const idempotent =

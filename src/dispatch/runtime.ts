@@ -34,6 +34,7 @@ export class Runtime implements ExchangeOwner {
   #lastGivenOrigin: string | undefined;
   #lastOrigin = '';
   #lastObserver: OriginObserver | undefined;
+  #lastObserverOrigin = '';
 
   constructor(
     downstream: DispatchFn,
@@ -75,10 +76,7 @@ export class Runtime implements ExchangeOwner {
     // Only a string is taken as unchanged when equal: a URL object may have been edited since.
     if (typeof givenOrigin !== 'string' || givenOrigin !== this.#lastGivenOrigin) {
       const resolved = originOf(givenOrigin);
-      if (resolved !== this.#lastOrigin) {
-        this.#lastOrigin = resolved;
-        this.#lastObserver = undefined;
-      }
+      if (resolved !== this.#lastOrigin) this.#lastOrigin = resolved;
       this.#lastGivenOrigin = typeof givenOrigin === 'string' ? givenOrigin : undefined;
     }
     const origin = this.#lastOrigin;
@@ -111,9 +109,15 @@ export class Runtime implements ExchangeOwner {
     return true;
   }
 
-  /** The metrics handle of the last origin (`origin` is it), made on its first use. */
+  /**
+   * The metrics handle for an origin; one remembered. Checked against `origin` itself, not assumed
+   * to be the last origin's: a key function may dispatch to another origin in between.
+   */
   #observerFor(origin: string): OriginObserver {
-    this.#lastObserver ??= this.#observer!.origin(sanitizeOrigin(origin));
+    if (origin !== this.#lastObserverOrigin || this.#lastObserver === undefined) {
+      this.#lastObserver = this.#observer!.origin(sanitizeOrigin(origin));
+      this.#lastObserverOrigin = origin;
+    }
     return this.#lastObserver;
   }
 

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { after, afterEach, before, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
 import { Agent, request, upgrade } from 'undici';
 import {
   bulkhead,
   circuitBreaker,
   InvalidOptionError,
   pipeline,
+  prometheusMetrics,
   resilient,
   retry,
   timeout,
@@ -38,6 +40,37 @@ describe('regressions', () => {
     assert.equal(upstream.count(), 1);
     assert.equal(other.count(), 1);
     assert.deepEqual(Object.keys(interceptor.health()).sort(), [upstream.origin, other.origin].sort());
+  });
+
+  test('a key function that dispatches to another origin does not move the outer request to its metrics', async (t) => {
+    const other = await startUpstream();
+    t.after(() => other.close());
+    const registry = new Registry();
+    let dispatcher: ReturnType<typeof resilient> | undefined;
+    const inner: Promise<unknown>[] = [];
+    const key = (opts: { origin?: unknown }): string => {
+      const origin = String(opts.origin);
+      // The first request, to `upstream`, sends one to `other` from inside its key function.
+      if (origin === upstream.origin && inner.length === 0) {
+        inner.push(request(other.url('/'), { dispatcher }).then((r) => r.body.text()));
+      }
+      return origin;
+    };
+    dispatcher = resilient(
+      new Agent(),
+      pipeline([retry()], { metrics: prometheusMetrics({ registry }), key }),
+    );
+    t.after(() => dispatcher?.destroy());
+    await (await request(upstream.url('/'), { dispatcher })).body.text();
+    await Promise.all(inner);
+    const counted = (await registry.getSingleMetric('breakwater_requests_total')?.get())?.values ?? [];
+    assert.deepEqual(
+      counted.map((v) => [v.labels.origin, v.value]).sort(),
+      [
+        [other.origin, 1],
+        [upstream.origin, 1],
+      ].sort(),
+    );
   });
 
   test('upgrade() through resilient() reaches the caller instead of hanging', async (t) => {

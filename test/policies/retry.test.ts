@@ -238,6 +238,38 @@ describe('retry', () => {
     assert.equal(connections, 1);
   });
 
+  test('headers given as a one-shot iterator make the request not replayable, even with an Idempotency-Key', async () => {
+    const stage = use({ maxAttempts: 3 });
+    const giveUps: GiveUpEvent[] = [];
+    const sub = stage.onGiveUp((e) => giveUps.push(e));
+    upstream.setScript([
+      { kind: 'respond', status: 503, body: 'busy' },
+      { kind: 'respond', status: 200, body: 'ok' },
+    ]);
+    // undici reads the generator when it builds the first attempt: a repeat would carry no headers.
+    function* headers(): Generator<[string, string]> {
+      yield ['x-a', '1'];
+      yield ['idempotency-key', 'k1'];
+    }
+    const res = await request(upstream.url('/'), {
+      dispatcher,
+      method: 'POST',
+      body: 'b',
+      headers: headers(),
+    });
+    assert.equal(res.statusCode, 503);
+    await res.body.text();
+    assert.deepEqual(
+      upstream.requests.map((r) => [r.headers['x-a'], r.headers['idempotency-key']]),
+      [['1', 'k1']],
+    );
+    assert.deepEqual(
+      giveUps.map((g) => [g.attempts, g.reason]),
+      [[1, 'not-replayable']],
+    );
+    sub.dispose();
+  });
+
   test('giving up on resets rethrows the error as it was, with the attempt count', async () => {
     const stage = use({ maxAttempts: 3 });
     const retries: RetryEvent[] = [];
