@@ -35,7 +35,7 @@ import {
   TSX,
   table,
 } from './common.js';
-import { VARIANTS } from './variants.js';
+import { onlyVariants } from './variants.js';
 
 const DEFAULT_VARIANTS = [
   'raw',
@@ -68,16 +68,7 @@ const concurrency = intArg(args, 'concurrency', 32);
 const runs = intArg(args, 'runs', 3);
 const json = args.has('json');
 const simulate = args.has('simulate');
-const names =
-  args
-    .get('only')
-    ?.split(',')
-    .map((s) => s.trim()) ?? DEFAULT_VARIANTS;
-const unknown = names.filter((name) => !VARIANTS.some((v) => v.name === name));
-if (unknown.length > 0) {
-  console.error(`unknown variant(s): ${unknown.join(', ')}`);
-  process.exit(2);
-}
+const names = onlyVariants(args, DEFAULT_VARIANTS);
 const variants = ['raw', ...names.filter((name) => name !== 'raw')];
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 

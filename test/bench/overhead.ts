@@ -41,7 +41,7 @@ import {
   table,
   type UpstreamServer,
 } from './common.js';
-import { VARIANTS } from './variants.js';
+import { onlyVariants, VARIANTS } from './variants.js';
 
 const USAGE = `usage: npm run bench:here -- [options]   (npm run bench: both majors, see both-majors.sh)
   --rounds N           rounds, each with fresh client processes (5)
@@ -79,19 +79,12 @@ const json = args.has('json');
 const viaTsx = args.has('tsx');
 let libraryEnv: Record<string, string> = {};
 
-const only = args
-  .get('only')
-  ?.split(',')
-  .map((s) => s.trim());
-const unknown = only?.filter((name) => !VARIANTS.some((v) => v.name === name)) ?? [];
-if (unknown.length > 0) {
-  console.error(
-    `unknown variant(s): ${unknown.join(', ')}; known: ${VARIANTS.map((v) => v.name).join(', ')}`,
-  );
-  process.exit(2);
-}
 // The baseline always runs: every ratio is against raw undici in the same run.
-const variants = VARIANTS.filter((v) => only === undefined || v.name === 'raw' || only.includes(v.name));
+const only = onlyVariants(
+  args,
+  VARIANTS.map((v) => v.name),
+);
+const variants = VARIANTS.filter((v) => v.name === 'raw' || only.includes(v.name));
 
 const cores = cpus().length;
 const started = Date.now();

@@ -203,3 +203,22 @@ export function variantNamed(name: string): Variant {
   }
   return v;
 }
+
+/**
+ * The variant names `--only a,b` asks for, or `fallback` without it. An unknown name ends the
+ * process with status 2, naming the known ones: a typo must not quietly shrink a run.
+ */
+export function onlyVariants(args: Map<string, string>, fallback: readonly string[]): string[] {
+  const names = args
+    .get('only')
+    ?.split(',')
+    .map((s) => s.trim()) ?? [...fallback];
+  const unknown = names.filter((name) => !VARIANTS.some((v) => v.name === name));
+  if (unknown.length > 0) {
+    console.error(
+      `unknown variant(s): ${unknown.join(', ')}; known: ${VARIANTS.map((v) => v.name).join(', ')}`,
+    );
+    process.exit(2);
+  }
+  return names;
+}

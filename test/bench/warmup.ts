@@ -23,22 +23,14 @@ import {
   startServer,
   table,
 } from './common.js';
-import { VARIANTS } from './variants.js';
+import { onlyVariants } from './variants.js';
 
 const args = parseArgs(process.argv.slice(2));
 const chunks = intArg(args, 'chunks', 15);
 const chunk = intArg(args, 'chunk', 2_000);
 const concurrency = intArg(args, 'concurrency', 32);
 const json = args.has('json');
-const names = args
-  .get('only')
-  ?.split(',')
-  .map((s) => s.trim()) ?? ['raw', 'noop-dispatcher', 'bw-std-metrics-resilient'];
-const unknown = names.filter((name) => !VARIANTS.some((v) => v.name === name));
-if (unknown.length > 0) {
-  console.error(`unknown variant(s): ${unknown.join(', ')}`);
-  process.exit(2);
-}
+const names = onlyVariants(args, ['raw', 'noop-dispatcher', 'bw-std-metrics-resilient']);
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
 
 /** CPU µs per request of each chunk, for one fresh client of `variant`. */
