@@ -1,10 +1,12 @@
 import type { Dispatcher } from 'undici';
 import { breakerLayer } from './dispatch/breaker-handler.js';
 import { bulkheadLayer } from './dispatch/bulkhead-handler.js';
+import { type CoreLink, terminalLayer } from './dispatch/core-link.js';
 import type { Layer } from './dispatch/exchange.js';
 import type { KeySnapshot, PipelineObserver } from './dispatch/observer.js';
 import { retryLayer } from './dispatch/retry-handler.js';
 import { type KeyFunction, Runtime } from './dispatch/runtime.js';
+import { standardShape, standardShapeLayer } from './dispatch/standard-shape.js';
 import { timeoutLayer } from './dispatch/timeout-handler.js';
 import type { DispatchFn, DispatchOptions } from './dispatch/types.js';
 import type { CircuitState } from './errors.js';
@@ -85,7 +87,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     );
   }
   const frozen = Object.freeze([...stages]);
-  const buildStages = (terminal: Layer): Layer => buildLayers(frozen, terminal);
+  const buildStages = (core: CoreLink): Layer => buildLayers(frozen, core);
   const runtimes = new Set<Runtime>();
 
   const interceptor = ((dispatch: Dispatcher['dispatch']) => {
@@ -135,13 +137,19 @@ function isStage(value: unknown): value is Stage {
   );
 }
 
-/** Wraps `terminal` in the stages from the innermost out, so the first stage listed runs first. */
-function buildLayers(stages: readonly Stage[], terminal: Layer): Layer {
+/**
+ * The dispatch step of the whole pipeline, down to the real dispatcher. The standard shape runs
+ * fused (standard-shape.ts); any other is built stage by stage, wrapping the terminal step from
+ * the innermost stage out, so the first stage listed runs first.
+ */
+function buildLayers(stages: readonly Stage[], core: CoreLink): Layer {
   const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
   // A breaker counts the statuses the retry stage treats as failures (or the default ones).
   const retryStage = stages.find((s): s is RetryStage => s instanceof RetryStage);
   const failureStatus = retryStage?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES);
-  let layer = terminal;
+  const shape = standardShape(stages);
+  if (shape !== null) return standardShapeLayer(shape, core, failureStatus);
+  let layer = terminalLayer(core);
   for (let i = stages.length - 1; i >= 0; i--) {
     const stage = stages[i]!;
     if (stage instanceof TimeoutStage) {

@@ -1,5 +1,6 @@
 import { Dispatcher } from 'undici';
 import { isLegacyHandler, LegacyHandlerAdapter } from './dispatch/legacy-handler.js';
+import { ownOption, readOption } from './dispatch/own-option.js';
 import type { Runtime } from './dispatch/runtime.js';
 import type { DispatchFn, DispatchOptions, Handler } from './dispatch/types.js';
 import { InvalidOptionError } from './errors.js';
@@ -46,8 +47,8 @@ export class ResilientDispatcher extends Dispatcher {
 
   override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     // Upgrades and CONNECT hand the socket to the caller: straight through, in the caller's own API.
-    const method = opts.method;
-    if (opts.upgrade || method === 'CONNECT') return this.#inner.dispatch(opts, handler);
+    const method = readOption(opts, 'method');
+    if (ownOption(opts, 'upgrade') || method === 'CONNECT') return this.#inner.dispatch(opts, handler);
     const current = isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler;
     // A Breakwater pipeline is entered past its own upgrade check: see Runtime.start for why
     // each read of `opts` counts.

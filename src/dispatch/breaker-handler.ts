@@ -89,7 +89,7 @@ class BreakerHandler extends StageHandler {
  * outside counts only when it is an attempt timeout; a total timeout, a caller's abort or the
  * library's own refusals are not the upstream's doing.
  */
-function isUpstreamFailure(error: Error | null, fromInside: boolean): boolean {
+export function isUpstreamFailure(error: Error | null, fromInside: boolean): boolean {
   if (error === null) return false;
   if (error instanceof TimeoutError) return fromInside || error.scope === 'attempt';
   return isTransientNetworkError(error);

@@ -1,17 +1,26 @@
 import type { DispatchOptions } from './types.js';
 
+// On Node 20, undici's `request()` builds each request's options with `{ ...opts, origin, path,
+// method }`, and V8 11.3 gives every object built that way a hidden class of its own. A plain read
+// such as `opts.method` therefore misses its inline cache on every request and goes through the
+// runtime. Counted under callgrind (test/bench/option-reads.ts): a plain read costs about 1,400
+// instructions, `Reflect.get` about 280 and `Object.hasOwn` about 290, because those two builtins
+// search the object's own properties without an inline cache.
+// On Node 24 the options share one hidden class and either way is cheap. Options undici itself
+// reads later pay their miss there whatever we do; these helpers only keep ours from adding one.
+
+/** `opts[name]`, read without an inline cache: for an option that is always present (method, origin). */
+export function readOption<K extends keyof DispatchOptions>(
+  opts: DispatchOptions,
+  name: K,
+): DispatchOptions[K] {
+  return Reflect.get(opts, name) as DispatchOptions[K];
+}
+
 /**
  * `opts[name]` if `opts` has it as an own property, else `undefined`: for an option that is
- * usually absent and that only Breakwater reads (`breakwater`).
- *
- * On Node 20, undici's `request()` builds each request's options with `{ ...opts, origin, path,
- * method }`, and V8 gives every object built that way a map of its own. A plain read such as
- * `opts.upgrade` therefore misses V8's inline caches on every request (about 1,000–1,400
- * instructions under callgrind). `Object.hasOwn` searches the object's own
- * properties without a cache, so an absent option costs far less. (Options undici itself reads
- * later, such as `upgrade` or `body`, gain nothing: its read then misses instead of ours.) undici
- * copies options with spreads, so they are always own properties; an option inherited from a
- * prototype is not seen.
+ * usually absent (`upgrade`, and `breakwater`, which only Breakwater reads). undici copies options
+ * with spreads, so they are always own properties; an option inherited from a prototype is not seen.
  */
 export function ownOption<K extends keyof DispatchOptions>(
   opts: DispatchOptions,

@@ -5,7 +5,8 @@ import { isReplayableHeaders } from '../http/headers.js';
 import { hasIdempotencyKey } from '../http/idempotency.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import { policyNow, policyTime } from '../internal/clock.js';
-import { integer, MAX_TIMER_MS } from '../internal/validate.js';
+import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
+import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
 import type { BackoffStep } from '../policies/backoff.js';
 import type { GiveUpReason, RetryStage } from '../policies/retry.js';
 import type { RetryBudget } from '../policies/retry-budget.js';
@@ -15,35 +16,72 @@ import type { RetryReason } from './observer.js';
 import type { Controller, DispatchOptions, Handler, Headers } from './types.js';
 
 /** What a discarded response may cost us in bytes before we drop its socket instead of draining it. */
-const DRAIN_LIMIT = 64 * 1024;
+export const DRAIN_LIMIT = 64 * 1024;
 /** …and in time: a discarded response still arriving after this long has its socket dropped. */
 const DRAIN_TIME_LIMIT = 100;
 const EMPTY_CONTEXT = Object.freeze({});
 
 /** Why a discarded attempt's socket was dropped; never seen by the caller. */
-class DiscardedAttemptError extends Error {
+export class DiscardedAttemptError extends Error {
   constructor() {
     super('breakwater: discarded a response that was being retried');
   }
 }
 
-type AttemptPhase = 'waiting' | 'forwarded' | 'draining' | 'finished';
+export type AttemptPhase = 'waiting' | 'forwarded' | 'draining' | 'finished';
 
 /**
- * One attempt of a retried request. It decides nothing: it reports to its RetryHandler, which
- * either forwards the response to the caller or keeps it and drains it. Only the forwarded
- * attempt ever reaches the caller's handler.
+ * One attempt as its run sees it, however it is built: a handler in front of the stages inside the
+ * retry stage (AttemptHandler), or the fused attempt of the standard shape (fused-attempt.ts). It
+ * decides nothing; it reports to its RetryHandler, which forwards the response to the caller or
+ * keeps it and drains it.
  */
-class AttemptHandler implements Handler {
+export interface RetryAttempt {
+  phase: AttemptPhase;
+  /** What the run pauses, resumes and reads raw headers from once the attempt has started. */
+  readonly controller: Controller | null;
+  /** Sends the attempt; a failure, even a synchronous one, is reported to the run. */
+  start(opts: DispatchOptions): void;
+  /** Ends the attempt from outside (caller, deadline, a drain cut short); nothing is reported back. */
+  abort(reason: Error): void;
+}
+
+/** Makes each attempt of a run. */
+export type AttemptFactory = (run: RetryHandler, ex: Exchange) => RetryAttempt;
+
+/**
+ * A total timeout that the run keeps itself instead of a timeout stage around it: the fused
+ * standard shape saves a handler per request this way. One per pipeline.
+ */
+export interface RunTimeout {
+  ms: number;
+  untilHeaders: boolean;
+  /** The stage's shared deadlines; a request with its own duration gets a timer instead. */
+  queue: DeadlineQueue;
+}
+
+/**
+ * One attempt of a retried request, sent through the stages inside the retry stage. Only the
+ * forwarded attempt ever reaches the caller's handler.
+ */
+class AttemptHandler implements Handler, RetryAttempt {
   readonly run: RetryHandler;
+  readonly #ex: Exchange;
+  readonly #next: Layer;
   controller: Controller | null = null;
   phase: AttemptPhase = 'waiting';
   drained = 0;
   /** Set when the attempt had to be aborted before its controller existed. */
   pendingAbort: Error | null = null;
 
-  constructor(run: RetryHandler) {
+  constructor(run: RetryHandler, ex: Exchange, next: Layer) {
     this.run = run;
+    this.#ex = ex;
+    this.#next = next;
+  }
+
+  start(opts: DispatchOptions): void {
+    this.#next(opts, this, this.#ex);
   }
 
   abort(reason: Error): void {
@@ -95,16 +133,30 @@ class AttemptHandler implements Handler {
  * Runs a request as a sequence of attempts. A retry is decided only before anything reached the
  * caller: on an error before response headers, or on headers with a retryable status. Once
  * headers went downstream that attempt is the answer (no retry after the first byte).
+ *
+ * With a RunTimeout it is also the total timeout around itself, with a timeout stage's behaviour:
+ * the deadline bounds backoff and attempts, and when it passes the attempt is aborted and the
+ * caller gets TimeoutError.
  */
-class RetryHandler implements Controller {
+export class RetryHandler implements Controller, Deadline {
+  // The run's place in its RunTimeout's queue of deadlines (Deadline).
+  deadlineAt = 0;
+  deadlinePrev: Deadline | null = null;
+  deadlineNext: Deadline | null = null;
+  inDeadlineQueue = false;
   readonly #outer: Handler;
   readonly #opts: DispatchOptions;
   readonly #ex: Exchange;
-  readonly #next: Layer;
   readonly #stage: RetryStage;
+  readonly #newAttempt: AttemptFactory;
   readonly #budget: RetryBudget | null;
   readonly #maxAttempts: number;
-  #attempt: AttemptHandler | null = null;
+  readonly #total: RunTimeout | null;
+  /** The total timeout's milliseconds for this request (0 without one). */
+  readonly #totalMs: number = 0;
+  /** The total timeout's own timer, for a request with a duration of its own. */
+  #totalTimer: NodeJS.Timeout | null = null;
+  #attempt: RetryAttempt | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** performance.now() at which the scheduled attempt is due. */
   #retryAt = 0;
@@ -114,18 +166,41 @@ class RetryHandler implements Controller {
   #paused = false;
   #reason: Error | null = null;
 
-  constructor(outer: Handler, opts: DispatchOptions, ex: Exchange, next: Layer, stage: RetryStage) {
+  constructor(
+    outer: Handler,
+    opts: DispatchOptions,
+    ex: Exchange,
+    stage: RetryStage,
+    newAttempt: AttemptFactory,
+    total: RunTimeout | null,
+  ) {
     this.#outer = outer;
     this.#opts = opts;
     this.#ex = ex;
-    this.#next = next;
     this.#stage = stage;
+    this.#newAttempt = newAttempt;
     this.#budget = stage.budgets === null ? null : stage.budgets.get(ex.key);
     const overrides = ex.overrides;
+    // Per-request overrides are checked before anything is armed: a bad one fails this request.
     this.#maxAttempts =
       overrides?.maxAttempts === undefined
         ? stage.maxAttempts
         : integer('breakwater.maxAttempts', overrides.maxAttempts, 1);
+    this.#total = total;
+    if (total !== null) {
+      const override = overrides?.totalTimeout;
+      const now = ex.dispatchTime;
+      if (override === undefined) {
+        this.#totalMs = total.ms;
+        total.queue.add(this, now);
+      } else {
+        this.#totalMs = duration('breakwater.totalTimeout', override);
+        this.#totalTimer = setTimeout(fireTotal, this.#totalMs, this);
+        this.#totalTimer.unref();
+      }
+      const deadline = now + this.#totalMs;
+      if (deadline < ex.deadline) ex.deadline = deadline;
+    }
   }
 
   start(): void {
@@ -159,14 +234,8 @@ class RetryHandler implements Controller {
 
   abort(reason?: Error): void {
     if (this.#done) return;
-    const error = reason ?? new Error('aborted');
     this.#aborted = true;
-    this.#reason = error;
-    this.#done = true;
-    // Cancels a backoff at once: cockatiel's retry sleep would ignore the signal, ours is a timer we own.
-    this.#clearTimer();
-    this.#attempt?.abort(error);
-    this.#outer.onResponseError?.(this, error);
+    this.#end(reason ?? new Error('aborted'));
   }
 
   pause(): void {
@@ -179,10 +248,18 @@ class RetryHandler implements Controller {
     this.#attempt?.controller?.resume();
   }
 
+  /** The total timeout passed (Deadline; also fired by the request's own timer). */
+  expire(): void {
+    this.#totalTimer = null;
+    if (this.#done) return;
+    this.#ex.observer?.timedOut('total');
+    this.#end(new TimeoutError('total', this.#totalMs));
+  }
+
   // --- Reports from the current attempt -----------------------------------------------------------
 
   attemptResponded(
-    attempt: AttemptHandler,
+    attempt: RetryAttempt,
     statusCode: number,
     headers: Headers,
     statusMessage?: string,
@@ -198,6 +275,7 @@ class RetryHandler implements Controller {
       }
     }
     attempt.phase = 'forwarded';
+    if (this.#total?.untilHeaders === true) this.#clearTotal();
     this.#outer.onResponseStart?.(this, statusCode, headers, statusMessage);
   }
 
@@ -216,7 +294,7 @@ class RetryHandler implements Controller {
         return;
       }
     }
-    this.#done = true;
+    this.#finish();
     this.#outer.onResponseError?.(this, withAttempts(error, this.#ex.attempt));
   }
 
@@ -226,13 +304,13 @@ class RetryHandler implements Controller {
 
   forwardEnd(trailers: Headers): void {
     if (this.#done) return;
-    this.#done = true;
+    this.#finish();
     this.#outer.onResponseEnd?.(this, trailers);
   }
 
   forwardError(error: Error): void {
     if (this.#done) return;
-    this.#done = true;
+    this.#finish();
     this.#outer.onResponseError?.(this, error);
   }
 
@@ -258,7 +336,7 @@ class RetryHandler implements Controller {
   #launch(): void {
     const ex = this.#ex;
     ex.attempt++;
-    const attempt = new AttemptHandler(this);
+    const attempt = this.#newAttempt(this, ex);
     this.#attempt = attempt;
     const factory = ex.overrides?.body;
     const opts =
@@ -266,10 +344,40 @@ class RetryHandler implements Controller {
         ? { ...this.#opts, body: factory() }
         : this.#opts;
     try {
-      this.#next(opts, attempt, ex);
+      attempt.start(opts);
     } catch (err) {
       attempt.phase = 'finished';
       this.attemptFailed(err as Error);
+    }
+  }
+
+  /**
+   * Ends the run with `error` decided outside the attempt (the caller's abort, the total timeout):
+   * the attempt is aborted first, so its socket is already being released when the caller hears.
+   */
+  #end(error: Error): void {
+    this.#reason = error;
+    this.#finish();
+    this.#attempt?.abort(error);
+    this.#outer.onResponseError?.(this, error);
+  }
+
+  /** Marks the run done and clears its timers: backoff and total timeout. Every ending comes here. */
+  #finish(): void {
+    this.#done = true;
+    // Cancels a backoff at once: cockatiel's retry sleep would ignore the signal, ours is a timer we own.
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    this.#clearTotal();
+  }
+
+  #clearTotal(): void {
+    if (this.inDeadlineQueue) this.#total!.queue.remove(this);
+    if (this.#totalTimer !== null) {
+      clearTimeout(this.#totalTimer);
+      this.#totalTimer = null;
     }
   }
 
@@ -352,13 +460,6 @@ class RetryHandler implements Controller {
     // request silently. The timer is cleared whenever the request settles, aborts or is destroyed.
     this.#timer = setTimeout(fireRetry, draining ? Math.min(delay, DRAIN_TIME_LIMIT) : delay, this);
   }
-
-  #clearTimer(): void {
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
-  }
 }
 
 /**
@@ -384,8 +485,14 @@ function withAttempts(error: Error, attempts: number): Error {
   return error;
 }
 
+function fireTotal(run: RetryHandler): void {
+  run.expire();
+}
+
+/** The dispatch step of a retry stage whose attempts go through the stages inside it (`next`). */
 export function retryLayer(stage: RetryStage, next: Layer): Layer {
+  const newAttempt: AttemptFactory = (run, ex) => new AttemptHandler(run, ex, next);
   return function retryStep(opts, handler, ex) {
-    new RetryHandler(handler, opts, ex, next, stage).start();
+    new RetryHandler(handler, opts, ex, stage, newAttempt, null).start();
   };
 }

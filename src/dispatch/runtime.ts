@@ -1,12 +1,10 @@
 import { errors } from 'undici';
 import { sanitizeOrigin } from '../metrics/labels.js';
-import { AttemptRecorder } from './attempt-recorder.js';
-import { CoreBridge } from './core-bridge.js';
+import { CoreLink } from './core-link.js';
 import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
 import type { OriginObserver, PipelineObserver } from './observer.js';
-import { ownOption } from './own-option.js';
+import { ownOption, readOption } from './own-option.js';
 import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
-import { CORE_SPEAKS_LEGACY } from './undici-version.js';
 
 export type KeyFunction = (opts: DispatchOptions) => string;
 
@@ -38,7 +36,7 @@ export class Runtime implements ExchangeOwner {
 
   constructor(
     downstream: DispatchFn,
-    buildStages: (terminal: Layer) => Layer,
+    buildStages: (core: CoreLink) => Layer,
     key: KeyFunction | undefined,
     observer: PipelineObserver | undefined,
     retire: (runtime: Runtime) => void,
@@ -47,7 +45,7 @@ export class Runtime implements ExchangeOwner {
     this.#downstream = downstream;
     this.#key = key;
     this.#observer = observer;
-    this.#stages = buildStages(terminal(downstream, observer !== undefined));
+    this.#stages = buildStages(new CoreLink(downstream, observer !== undefined));
     const runtime = this;
     // undici's compose() checks that an interceptor's dispatch declares exactly two parameters.
     this.dispatch = function breakwaterDispatch(opts: DispatchOptions, handler: Handler): boolean {
@@ -56,9 +54,9 @@ export class Runtime implements ExchangeOwner {
   }
 
   run(opts: DispatchOptions, handler: Handler): boolean {
-    const method = opts.method;
+    const method = readOption(opts, 'method');
     // Upgrades and CONNECT hand the socket to the caller: nothing to retry, time or count.
-    if (opts.upgrade || method === 'CONNECT') return this.#downstream(opts, handler);
+    if (ownOption(opts, 'upgrade') || method === 'CONNECT') return this.#downstream(opts, handler);
     return this.start(opts, handler, method);
   }
 
@@ -72,7 +70,7 @@ export class Runtime implements ExchangeOwner {
       failAtOnce(handler, this.#destroyed ?? new errors.ClientClosedError());
       return false;
     }
-    const givenOrigin = opts.origin;
+    const givenOrigin = readOption(opts, 'origin');
     // Only a string is taken as unchanged when equal: a URL object may have been edited since.
     if (typeof givenOrigin !== 'string' || givenOrigin !== this.#lastGivenOrigin) {
       const resolved = originOf(givenOrigin);
@@ -168,36 +166,6 @@ export class Runtime implements ExchangeOwner {
     ex.liveNext = null;
     this.#live--;
   }
-}
-
-/**
- * The step that hands an attempt to the real dispatcher. On undici 7 it speaks the core's legacy
- * API through a CoreBridge; if the dispatcher turns out to reject legacy handlers (an undici 8
- * dispatcher handed to a process that resolved undici 7), it switches to the current API for good.
- * With metrics on, the attempt is timed (by the bridge, or by an AttemptRecorder).
- */
-function terminal(dispatch: DispatchFn, record: boolean): Layer {
-  let legacy = CORE_SPEAKS_LEGACY;
-  return function send(opts, handler, ex) {
-    if (legacy) {
-      try {
-        dispatch(opts, new CoreBridge(handler, record ? ex : null) as unknown as Handler);
-        return;
-      } catch (err) {
-        if (!rejectsLegacyHandlers(err)) throw err;
-        legacy = false;
-      }
-    }
-    dispatch(opts, record ? new AttemptRecorder(handler, ex) : handler);
-  };
-}
-
-/** undici 8 refuses a handler without the current API before it calls any of its methods. */
-function rejectsLegacyHandlers(err: unknown): boolean {
-  return (
-    (err as { code?: string })?.code === 'UND_ERR_INVALID_ARG' &&
-    /onRequestStart|onResponse/.test(String((err as Error).message))
-  );
 }
 
 /** The request's origin as a string; undici passes a string or a URL. */
