@@ -265,6 +265,8 @@ interface Summary {
   cpuUsMin: number;
   cpuUsMax: number;
   cpuVsRaw: number;
+  /** Median over all bursts of the ratio to raw's burst of the same cycle. */
+  cpuVsRawPaired: number;
   p50Ms: number;
   p99Ms: number;
   peakRssMb: number;
@@ -274,8 +276,21 @@ interface Summary {
   discarded: number;
 }
 
+/**
+ * Burst by burst, the variant's CPU per request over raw's in the same cycle of bursts: the two
+ * were sent within a second of each other, so they saw nearly the same machine, while a round's
+ * totals span minutes of a shared machine's load coming and going.
+ */
+function pairedRatios(mine: RoundResult, raw: RoundResult): number[] {
+  return mine.bursts.map((b, i) => {
+    const r = raw.bursts[i]!;
+    return b.cpuUs / b.requests / (r.cpuUs / r.requests);
+  });
+}
+
 function summarise(results: RoundResult[]): Summary[] {
-  const raw = new Map(results.filter((r) => r.variant === 'raw').map((r) => [r.round, cpuPerRequest(r)]));
+  const rawRounds = new Map(results.filter((r) => r.variant === 'raw').map((r) => [r.round, r]));
+  const raw = new Map([...rawRounds].map(([round, r]) => [round, cpuPerRequest(r)]));
   return variants.map((v) => {
     const mine = results.filter((r) => r.variant === v.name);
     const cpu = mine.map(cpuPerRequest);
@@ -289,6 +304,7 @@ function summarise(results: RoundResult[]): Summary[] {
       cpuUsMin: Math.min(...cpu),
       cpuUsMax: Math.max(...cpu),
       cpuVsRaw: median(mine.map((r) => cpuPerRequest(r) / raw.get(r.round)!)),
+      cpuVsRawPaired: median(mine.flatMap((r) => pairedRatios(r, rawRounds.get(r.round)!))),
       p50Ms: median(mine.map((r) => r.client.p50Ms)),
       p99Ms: median(mine.map((r) => r.client.p99Ms)),
       peakRssMb: median(mine.map((r) => r.client.maxRssBytes / 2 ** 20)),
@@ -306,6 +322,7 @@ function render(summaries: Summary[]): string {
     fixed(s.requestsPerSecond, 0),
     fixed(s.cpuUsPerRequest, 1),
     `${fixed(s.cpuVsRaw, 2)} x`,
+    `${fixed(s.cpuVsRawPaired, 2)} x`,
     `${fixed(s.cpuUsMin, 1)}–${fixed(s.cpuUsMax, 1)}`,
     fixed(s.p50Ms, 2),
     fixed(s.p99Ms, 2),
@@ -321,6 +338,7 @@ function render(summaries: Summary[]): string {
       'req/s',
       'CPU µs/req',
       'x raw',
+      'paired',
       'CPU min–max',
       'p50 ms',
       'p99 ms',
@@ -398,7 +416,7 @@ async function main(): Promise<void> {
   console.log(render(summaries));
   console.log('');
   console.log(
-    "CPU µs/req: client user+system CPU over its timed bursts ÷ requests; median over rounds, min–max beside it. x raw: median over rounds of the ratio to raw's in the same round.",
+    "CPU µs/req: client user+system CPU over its timed bursts ÷ requests; median over rounds, min–max beside it. x raw: median over rounds of the ratio to raw's in the same round. paired: median over every burst of the ratio to raw's burst in the same cycle (seconds apart, so the least disturbed by a shared machine's load).",
   );
   console.log(
     'server µs/req: the upstream’s own CPU over the same bursts; it has a core to itself, so it is not the bottleneck while server µs/req × req/s stays well under 1e6.',
