@@ -49,13 +49,11 @@ export class ResilientDispatcher extends Dispatcher {
     // Upgrades and CONNECT hand the socket to the caller: straight through, in the caller's own API.
     const method = readOption(opts, 'method');
     if (ownOption(opts, 'upgrade') || method === 'CONNECT') return this.#inner.dispatch(opts, handler);
-    const current = isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler;
-    // A Breakwater pipeline is entered past its own upgrade check: see Runtime.start for why
-    // each read of `opts` counts.
+    // A Breakwater pipeline is entered past its own upgrade check (see Runtime.start for why each
+    // read of `opts` counts), and its door speaks the caller's handler API, legacy or current.
     const runtime = this.#runtime;
-    return runtime === undefined
-      ? this.#dispatch(opts, current)
-      : runtime.start(opts as DispatchOptions, current, method);
+    if (runtime !== undefined) return runtime.start(opts as DispatchOptions, handler, method);
+    return this.#dispatch(opts, isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler);
   }
 
   /** Lets requests in progress finish (queued ones included), then closes the wrapped dispatcher. */
