@@ -151,13 +151,8 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
   /** Ended from outside by the run: the caller aborted, the total deadline passed, a drain was cut. */
   abort(reason: Error): void {
     this.phase = 'finished';
-    if (this.done) return;
-    this.done = true;
-    this.endReason = reason;
     // Nobody's verdict on the upstream, unless it is one (an attempt timeout, a network error).
-    this.#settleBreaker(reason, false);
-    this.#release();
-    this.abortRequest(reason);
+    this.#end(reason, false);
   }
 
   pause(): void {
@@ -274,13 +269,21 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
 
   /** Ends the attempt with an error decided here (open circuit, full bulkhead, timeout, a throw). */
   #fail(error: Error): void {
-    if (this.done) return;
+    if (this.#end(error, true)) this.#report(error);
+  }
+
+  /**
+   * Ends the attempt before the dispatcher did: the breaker hears, what it held is released, and
+   * the dispatcher's request is aborted. False when it had ended already.
+   */
+  #end(reason: Error, fromInside: boolean): boolean {
+    if (this.done) return false;
     this.done = true;
-    this.endReason = error;
-    this.#settleBreaker(error, true);
+    this.endReason = reason;
+    this.#settleBreaker(reason, fromInside);
     this.#release();
-    this.abortRequest(error);
-    this.#report(error);
+    this.abortRequest(reason);
+    return true;
   }
 
   #report(error: Error): void {
