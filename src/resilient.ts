@@ -49,11 +49,13 @@ export class ResilientDispatcher extends Dispatcher {
     // Upgrades and CONNECT hand the socket to the caller: straight through, in the caller's own API.
     const method = readOption(opts, 'method');
     if (ownOption(opts, 'upgrade') || method === 'CONNECT') return this.#inner.dispatch(opts, handler);
-    // A Breakwater pipeline is entered past its own upgrade check (see Runtime.start for why each
-    // read of `opts` counts), and its door speaks the caller's handler API, legacy or current.
+    const current = isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler;
+    // A Breakwater pipeline is entered past its own upgrade check: see Runtime.start for why
+    // each read of `opts` counts.
     const runtime = this.#runtime;
-    if (runtime !== undefined) return runtime.start(opts as DispatchOptions, handler, method);
-    return this.#dispatch(opts, isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler);
+    return runtime === undefined
+      ? this.#dispatch(opts, current)
+      : runtime.start(opts as DispatchOptions, current, method);
   }
 
   /** Lets requests in progress finish (queued ones included), then closes the wrapped dispatcher. */

@@ -1,7 +1,7 @@
 import { BulkheadRejectedError, CircuitOpenError, TimeoutError } from '../errors.js';
 import { isCallerAbort, isTransientNetworkError, statusClass } from '../http/classify.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
-import { isLegacyHandler, type LegacyHandler, toRawHeaders } from './legacy-handler.js';
+import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, StatusClass } from './observer.js';
 import type { Controller, DispatchOptions, Handler, Headers, RequestOverrides } from './types.js';
 
@@ -16,10 +16,8 @@ export interface ExchangeOwner {
  *
  * It is also the outermost handler, between the stages and the caller's handler: it remembers the
  * controller given to the caller (so `destroy()` can abort the exchange), and when the exchange
- * settles it tells its owner and records the request's outcome. It speaks the caller's own
- * handler API: the current one, or the legacy one that undici 7's `request()` and `stream()` hand
- * to a dispatcher (as `resilient()` receives them), which would otherwise take an adapter object
- * per request. One object per request serves all of that.
+ * settles it tells its owner and records the request's outcome. One object per request serves
+ * all of that.
  */
 export class Exchange implements Handler {
   readonly key: string;
@@ -47,13 +45,10 @@ export class Exchange implements Handler {
   /** Set by destroy() when it ran before the controller existed. */
   pendingAbort: Error | null = null;
 
-  /** The caller's handler when it speaks the current API, else null. */
-  readonly #handler: Handler | null;
-  /** The caller's handler when it speaks the legacy API (it takes raw headers), else null. */
-  readonly #legacy: LegacyHandler | null;
+  readonly #handler: Handler;
+  /** Our own legacy adapter reads the raw headers; any other handler gets them parsed. */
+  readonly #wantsParsed: boolean;
   readonly #owner: ExchangeOwner;
-  /** The legacy API's resume callback, handed to the caller with the headers (made once). */
-  #resumeFn: (() => void) | null = null;
   #status = 0;
   #settled = false;
 
@@ -62,7 +57,7 @@ export class Exchange implements Handler {
     overrides: RequestOverrides | undefined,
     key: string,
     observer: OriginObserver | undefined,
-    handler: Handler | LegacyHandler,
+    handler: Handler,
     owner: ExchangeOwner,
     startedAt: number,
   ) {
@@ -70,9 +65,8 @@ export class Exchange implements Handler {
     this.method = method;
     this.overrides = overrides;
     this.observer = observer;
-    const legacy = isLegacyHandler(handler);
-    this.#handler = legacy ? null : (handler as Handler);
-    this.#legacy = legacy ? (handler as LegacyHandler) : null;
+    this.#handler = handler;
+    this.#wantsParsed = !(handler instanceof LegacyHandlerAdapter);
     this.#owner = owner;
     this.startedAt = startedAt;
     this.dispatchTime = startedAt;
@@ -80,9 +74,7 @@ export class Exchange implements Handler {
 
   onRequestStart(controller: Controller, context: unknown): void {
     this.controller = controller;
-    const legacy = this.#legacy;
-    if (legacy === null) this.#handler!.onRequestStart?.(controller, context);
-    else legacy.onConnect?.((reason) => this.#abortByCaller(reason), context);
+    this.#handler.onRequestStart?.(controller, context);
     if (this.pendingAbort !== null) controller.abort(this.pendingAbort);
   }
 
@@ -93,28 +85,12 @@ export class Exchange implements Handler {
     statusMessage?: string,
   ): void {
     this.#status = statusCode;
-    const legacy = this.#legacy;
-    if (legacy === null) {
-      this.#handler!.onResponseStart?.(
-        controller,
-        statusCode,
-        resolveHeaders(controller, headers),
-        statusMessage,
-      );
-      return;
-    }
-    // undici keeps the raw header buffers on its controller, and the stages pass them on: no rebuild.
-    const raw = controller.rawHeaders ?? toRawHeaders(headers);
-    this.#resumeFn ??= () => this.controller?.resume();
-    if (legacy.onHeaders?.(statusCode, raw as Buffer[], this.#resumeFn, statusMessage ?? '') === false) {
-      controller.pause();
-    }
+    const parsed = this.#wantsParsed ? resolveHeaders(controller, headers) : headers;
+    this.#handler.onResponseStart?.(controller, statusCode, parsed, statusMessage);
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
-    const legacy = this.#legacy;
-    if (legacy === null) this.#handler!.onResponseData?.(controller, chunk);
-    else if (legacy.onData?.(chunk) === false) controller.pause();
+    this.#handler.onResponseData?.(controller, chunk);
   }
 
   onResponseEnd(controller: Controller, trailers: Headers): void {
@@ -132,10 +108,10 @@ export class Exchange implements Handler {
         );
       }
     }
-    const legacy = this.#legacy;
-    if (legacy === null) this.#handler!.onResponseEnd?.(controller, resolveTrailers(controller, trailers));
-    else
-      legacy.onComplete?.((controller.rawTrailers as Buffer[] | null | undefined) ?? toRawHeaders(trailers));
+    this.#handler.onResponseEnd?.(
+      controller,
+      this.#wantsParsed ? resolveTrailers(controller, trailers) : trailers,
+    );
   }
 
   onResponseError(controller: Controller, error: Error): void {
@@ -153,13 +129,7 @@ export class Exchange implements Handler {
         );
       }
     }
-    const legacy = this.#legacy;
-    if (legacy === null) this.#handler!.onResponseError?.(controller, error);
-    else legacy.onError?.(error);
-  }
-
-  #abortByCaller(reason: Error | undefined): void {
-    this.controller?.abort(reason ?? new Error('aborted'));
+    this.#handler.onResponseError?.(controller, error);
   }
 
   #settle(): boolean {

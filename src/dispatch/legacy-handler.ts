@@ -12,11 +12,10 @@ export interface LegacyHandler {
 }
 
 /**
- * Presents a legacy handler as a current one. `compose()` does the same with undici's WrapHandler
- * at every layer. A Breakwater pipeline needs none (its Exchange speaks both APIs); `resilient()`
- * uses this for an interceptor of someone else's, and a request refused before any stage ran
- * gets one. The raw header buffers undici already has are reused when the controller exposes
- * them, instead of rebuilding them from the parsed object.
+ * Presents a legacy handler as a current one, so the stages speak one API. `compose()` does the
+ * same with undici's WrapHandler at every layer; `resilient()` does it once, here. The raw header
+ * buffers undici already has are reused when the controller exposes them, instead of rebuilding
+ * them from the parsed object.
  */
 export class LegacyHandlerAdapter implements Handler {
   readonly #handler: LegacyHandler;
@@ -69,8 +68,7 @@ export function isLegacyHandler(handler: object): handler is LegacyHandler {
   return typeof (handler as Handler).onRequestStart !== 'function';
 }
 
-/** Raw header buffers from a parsed header object, for a legacy handler. */
-export function toRawHeaders(headers: Headers | null | undefined): Buffer[] {
+function toRawHeaders(headers: Headers | null | undefined): Buffer[] {
   const raw: Buffer[] = [];
   if (!headers) return raw;
   for (const name of Object.keys(headers)) {

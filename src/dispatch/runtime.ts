@@ -2,7 +2,6 @@ import { errors } from 'undici';
 import { sanitizeOrigin } from '../metrics/labels.js';
 import { CoreLink } from './core-link.js';
 import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
-import { isLegacyHandler, type LegacyHandler, LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, PipelineObserver } from './observer.js';
 import { ownOption, readOption } from './own-option.js';
 import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
@@ -66,7 +65,7 @@ export class Runtime implements ExchangeOwner {
    * elsewhere and read the method. Each property of `opts` is read once, here or by one stage:
    * on Node 20 every read of it misses V8's caches (see own-option.ts).
    */
-  start(opts: DispatchOptions, handler: Handler | LegacyHandler, method: string): boolean {
+  start(opts: DispatchOptions, handler: Handler, method: string): boolean {
     if (this.#destroyed !== null || this.#closed) {
       failAtOnce(handler, this.#destroyed ?? new errors.ClientClosedError());
       return false;
@@ -194,8 +193,7 @@ const DEAD_CONTROLLER: Controller = {
 };
 
 /** Fails a request before any stage ran, the way undici's dispatchers do. */
-function failAtOnce(handler: Handler | LegacyHandler, error: Error): void {
-  const current = isLegacyHandler(handler) ? new LegacyHandlerAdapter(handler) : handler;
-  current.onRequestStart?.(DEAD_CONTROLLER, {});
-  current.onResponseError?.(DEAD_CONTROLLER, error);
+function failAtOnce(handler: Handler, error: Error): void {
+  handler.onRequestStart?.(DEAD_CONTROLLER, {});
+  handler.onResponseError?.(DEAD_CONTROLLER, error);
 }
