@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { Agent, type Dispatcher, request } from 'undici';
+import { Agent, Dispatcher, errors, request } from 'undici';
 import { standardShape } from '../../src/dispatch/standard-shape.js';
+import { CORE_SPEAKS_LEGACY } from '../../src/dispatch/undici-version.js';
 import {
   BulkheadRejectedError,
   bulkhead,
@@ -236,3 +237,58 @@ for (const [name, build] of Object.entries(builds)) {
     });
   });
 }
+
+/**
+ * A dispatcher that takes only the current handler API, as undici 8's do: a handler without
+ * `onRequestStart` is refused before any of its methods runs. It hands everything else to a real
+ * Agent. This is what a process gets when it resolved undici 7 but is handed an undici 8 dispatcher.
+ */
+class CurrentApiOnly extends Dispatcher {
+  readonly agent = new Agent();
+  refused = 0;
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    if (typeof handler.onRequestStart !== 'function') {
+      this.refused++;
+      throw new errors.InvalidArgumentError('invalid onRequestStart method');
+    }
+    return this.agent.dispatch(opts, handler);
+  }
+
+  override close(): Promise<void> {
+    return this.agent.close();
+  }
+
+  override destroy(): Promise<void> {
+    return this.agent.destroy();
+  }
+}
+
+describe('a dispatcher that refuses legacy handlers', () => {
+  let upstream: Upstream;
+  before(async () => {
+    upstream = await startUpstream();
+  });
+  after(() => upstream.close());
+  afterEach(() => upstream.reset());
+
+  for (const [name, build] of Object.entries(builds)) {
+    test(`${name}: the first attempt is sent again in the current API, and so are all later ones`, async (t) => {
+      upstream.setScript([
+        { kind: 'respond', status: 503, body: 'busy' },
+        { kind: 'respond', status: 200, body: 'first' },
+        { kind: 'respond', status: 200, body: 'second' },
+      ]);
+      const inner = new CurrentApiOnly();
+      const dispatcher = resilient(inner, pipeline(build({})));
+      t.after(() => dispatcher.destroy());
+      const first = await request(upstream.url('/'), { dispatcher });
+      assert.equal(await first.body.text(), 'first');
+      const second = await request(upstream.url('/'), { dispatcher });
+      assert.equal(await second.body.text(), 'second');
+      assert.equal(upstream.count(), 3, 'one 503 retried, then one request');
+      // With undici 7 the pipeline speaks legacy first and is refused once; with undici 8 never.
+      assert.equal(inner.refused, CORE_SPEAKS_LEGACY ? 1 : 0);
+    });
+  }
+});
