@@ -1,0 +1,113 @@
+// The client of isolated.ts, in plain JavaScript so that valgrind need not run a TypeScript loader:
+// node isolated-child.mjs VARIANT WARMUP REQUESTS, with BREAKWATER_BENCH_ENTRY naming the build.
+import { Registry } from 'prom-client';
+import { Dispatcher } from 'undici';
+
+const { bulkhead, circuitBreaker, pipeline, prometheusMetrics, resilient, retry, standardPipeline, timeout } =
+  await import(process.env.BREAKWATER_BENCH_ENTRY);
+
+const RAW_HEADERS = [Buffer.from('content-length'), Buffer.from('2')];
+const BODY = Buffer.from('ok');
+const noop = () => {};
+const controller = { aborted: false, paused: false, reason: null, abort: noop, pause: noop, resume: noop };
+
+/** Answers every request on the next tick, in the handler API the handler speaks. */
+class InstantDispatcher extends Dispatcher {
+  dispatch(_opts, handler) {
+    process.nextTick(answer, handler);
+    return true;
+  }
+}
+
+function answer(handler) {
+  if (typeof handler.onRequestStart === 'function') {
+    handler.onRequestStart(controller, {});
+    handler.onResponseStart(controller, 200, { 'content-length': '2' }, 'OK');
+    handler.onResponseData(controller, BODY);
+    handler.onResponseEnd(controller, {});
+  } else {
+    handler.onConnect(noop, {});
+    handler.onHeaders(200, RAW_HEADERS, noop, 'OK');
+    handler.onData(BODY);
+    handler.onComplete([]);
+  }
+}
+
+/** A no-op Dispatcher subclass: what any wrapper costs before it does anything. */
+class ForwardingDispatcher extends Dispatcher {
+  #inner;
+  constructor(inner) {
+    super();
+    this.#inner = inner;
+  }
+  dispatch(opts, handler) {
+    return this.#inner.dispatch(opts, handler);
+  }
+}
+
+/** The caller: a legacy handler, one per request, as undici 7's request() makes. */
+class Sink {
+  constructor(done) {
+    this.done = done;
+  }
+  onConnect() {}
+  onHeaders(status) {
+    if (status !== 200) throw new Error(`status ${status}`);
+    return true;
+  }
+  onData() {
+    return true;
+  }
+  onComplete() {
+    this.done();
+  }
+  onError(error) {
+    throw error;
+  }
+}
+
+export const VARIANTS = {
+  direct: (inner) => inner,
+  'noop-dispatcher': (inner) => new ForwardingDispatcher(inner),
+  retry: (inner) => resilient(inner, pipeline([retry()])),
+  std: (inner) => resilient(inner, standardPipeline()),
+  'std-stage-by-stage': (inner) =>
+    resilient(
+      inner,
+      pipeline([
+        timeout(30_000),
+        retry(),
+        bulkhead({ maxConcurrent: 64, maxQueue: 1024 }),
+        circuitBreaker({ halfOpenAfter: { initial: 5_000, max: 60_000 } }),
+        timeout(10_000, { until: 'headers' }),
+      ]),
+    ),
+  'std-metrics': (inner) =>
+    resilient(inner, standardPipeline({ metrics: prometheusMetrics({ registry: new Registry() }) })),
+};
+
+const [name, warmup, requests] = process.argv.slice(2);
+const dispatcher = VARIANTS[name](new InstantDispatcher());
+const base = { headers: null, body: null, throwOnError: false };
+
+function run(count) {
+  return new Promise((resolve) => {
+    let sent = 0;
+    let done = 0;
+    const finished = () => {
+      done++;
+      if (sent < count) send();
+      else if (done === count) resolve();
+    };
+    const send = () => {
+      sent++;
+      // Built by a spread, as request() builds them: on Node 20 each gets a hidden class of its own.
+      const opts = { ...base, origin: 'http://127.0.0.1:3000', path: '/', method: 'GET' };
+      dispatcher.dispatch(opts, new Sink(finished));
+    };
+    for (let i = 0; i < Math.min(32, count); i++) send();
+  });
+}
+
+await run(Number(warmup));
+await run(Number(requests));

@@ -1,0 +1,99 @@
+// npm run bench:isolated [-- --only a,b --json]
+//
+// Breakwater's own cost per request, with no network and no undici core under it: each client
+// dispatches to a stand-in dispatcher that answers every request on the next tick (headers, a
+// two-byte body, the end), through the same handler API undici's core speaks. Counted in
+// instructions under callgrind, the numbers move by well under 1 % between runs, where CPU time on
+// a shared machine moves by ±10 %; so this is the benchmark that shows a change to the hot path.
+// It does not replace overhead.ts: it leaves out what our code costs undici and V8 around it
+// (cache misses, garbage collection of a real request's objects).
+//
+// How: each variant runs in a fresh `node --single-threaded` (V8 compiles on the main thread, so
+// the counts repeat) under `valgrind --tool=callgrind`, twice, with the same warm-up and a short
+// and a long counted phase; the difference over the extra requests cancels start-up and warm-up.
+// The caller is a legacy handler, as undici 7's `request()` hands to a dispatcher, and options are
+// built by a spread, as `request()` builds them. Needs valgrind; about 4 minutes.
+
+import { spawn } from 'node:child_process';
+import { BENCH_DIR, buildLibrary, intArg, LIBRARY_ENV, parseArgs, table } from './common.js';
+
+/** What each client of isolated-child.mjs is. */
+const VARIANTS: Record<string, string> = {
+  direct: 'the stand-in dispatcher itself (the baseline)',
+  'noop-dispatcher': 'a no-op Dispatcher subclass',
+  retry: 'resilient(d, pipeline([retry()]))',
+  std: 'resilient(d, standardPipeline()): the standard shape, fused',
+  'std-stage-by-stage': "the preset's stages with bulkhead and breaker swapped, so built stage by stage",
+  'std-metrics': 'resilient(d, standardPipeline({ metrics }))',
+};
+
+/** Instructions callgrind counted over a whole client process. */
+function collected(entry: string, name: string, warmup: number, n: number): Promise<number> {
+  const argv = [
+    '--tool=callgrind',
+    '--callgrind-out-file=/dev/null',
+    process.execPath,
+    '--single-threaded',
+    `${BENCH_DIR}isolated-child.mjs`,
+    name,
+    String(warmup),
+    String(n),
+  ];
+  return new Promise((resolve, reject) => {
+    const proc = spawn('valgrind', argv, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, [LIBRARY_ENV]: entry },
+    });
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    proc.on('error', reject);
+    proc.on('close', (code) => {
+      const match = /Collected : (\d+)/.exec(stderr);
+      if (code === 0 && match !== null) resolve(Number(match[1]));
+      else reject(new Error(`valgrind ${name} exited ${code}: ${stderr.slice(-500)}`));
+    });
+  });
+}
+
+const args = parseArgs(process.argv.slice(2));
+const warmup = intArg(args, 'warmup', 60_000, 0);
+const counted = intArg(args, 'requests', 30_000, 1);
+const only = args.get('only')?.split(',');
+const unknown = only?.filter((v) => !(v in VARIANTS)) ?? [];
+if (unknown.length > 0) {
+  console.error(`unknown variant ${unknown.join(', ')}; known: ${Object.keys(VARIANTS).join(', ')}`);
+  process.exit(2);
+}
+const names = Object.keys(VARIANTS).filter((v) => v === 'direct' || only === undefined || only.includes(v));
+const entry = buildLibrary((line) => console.error(line));
+const perRequest: Record<string, number> = {};
+// Two valgrind processes at a time: it runs each on one core.
+for (let i = 0; i < names.length; i += 2) {
+  await Promise.all(
+    names.slice(i, i + 2).map(async (name) => {
+      const short = await collected(entry, name, warmup, 1);
+      const long = await collected(entry, name, warmup, 1 + counted);
+      perRequest[name] = (long - short) / counted;
+    }),
+  );
+}
+const base = perRequest.direct!;
+const rows = names.map((name) => ({
+  variant: name,
+  instructions: Math.round(perRequest[name]!),
+  added: Math.round(perRequest[name]! - base),
+  what: VARIANTS[name]!,
+}));
+if (args.has('json')) {
+  console.log(JSON.stringify({ node: process.version, warmup, counted, rows }, null, 2));
+} else {
+  console.log(`${process.version}; ${counted} counted requests after ${warmup}, 32 at a time, no network\n`);
+  console.log(
+    table(
+      ['variant', 'instructions/req', 'added to direct', 'what'],
+      rows.map((r) => [r.variant, String(r.instructions), String(r.added), r.what]),
+    ),
+  );
+}
