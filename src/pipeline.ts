@@ -143,12 +143,12 @@ function isStage(value: unknown): value is Stage {
  * the innermost stage out, so the first stage listed runs first.
  */
 function buildLayers(stages: readonly Stage[], core: CoreLink): Layer {
-  const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
   // A breaker counts the statuses the retry stage treats as failures (or the default ones).
   const retryStage = stages.find((s): s is RetryStage => s instanceof RetryStage);
   const failureStatus = retryStage?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES);
   const shape = standardShape(stages);
   if (shape !== null) return standardShapeLayer(shape, core, failureStatus);
+  const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
   let layer = terminalLayer(core);
   for (let i = stages.length - 1; i >= 0; i--) {
     const stage = stages[i]!;

@@ -51,7 +51,8 @@ export type AttemptFactory = (run: RetryHandler, ex: Exchange) => RetryAttempt;
 
 /**
  * A total timeout that the run keeps itself instead of a timeout stage around it: the fused
- * standard shape saves a handler per request this way. One per pipeline.
+ * standard shape saves a handler per request this way. One per runtime (each dispatcher the
+ * pipeline wraps).
  */
 export interface RunTimeout {
   ms: number;

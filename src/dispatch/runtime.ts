@@ -63,7 +63,7 @@ export class Runtime implements ExchangeOwner {
   /**
    * Runs a request through the stages, for a caller that has already sent upgrades and CONNECT
    * elsewhere and read the method. Each property of `opts` is read once, here or by one stage:
-   * on Node 20 every read of it misses V8's caches (see own-option.ts).
+   * on Node 20 every plain read of it misses V8's caches (see own-option.ts).
    */
   start(opts: DispatchOptions, handler: Handler, method: string): boolean {
     if (this.#destroyed !== null || this.#closed) {
@@ -99,9 +99,11 @@ export class Runtime implements ExchangeOwner {
     try {
       this.#stages(opts, ex, ex);
     } catch (err) {
-      // A throw out of the stages (a caller's handler that threw, say): end the exchange, and
-      // abort what the stages may have started (a timer, a slot) through its controller.
-      ex.controller?.abort(err as Error);
+      // A throw out of the stages (a caller's handler that threw, a bad per-request override):
+      // end the exchange, and abort what the stages may have started (a timer, a slot) through
+      // its controller. A caller that heard nothing yet hears onRequestStart first, as usual.
+      if (ex.controller === null) ex.onRequestStart(DEAD_CONTROLLER, {});
+      else ex.controller.abort(err as Error);
       ex.onResponseError(DEAD_CONTROLLER, err as Error);
     }
     return true;

@@ -85,7 +85,6 @@ export function standardShapeLayer(
         : {
             ms: shape.attempt.ms,
             untilHeaders: shape.attempt.until === 'headers',
-            scope: 'attempt',
             queue: new DeadlineQueue(shape.attempt.ms),
           },
   };

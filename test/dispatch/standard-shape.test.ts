@@ -228,6 +228,31 @@ for (const [name, build] of Object.entries(builds)) {
       assert.equal(received, body.length);
     });
 
+    test('a bad per-request override: the caller hears onRequestStart, then the error, and nothing is sent', async () => {
+      const heard: string[] = [];
+      const error = await new Promise<Error>((resolve) => {
+        make().dispatch(
+          {
+            origin: upstream.origin,
+            path: '/',
+            method: 'GET',
+            ...({ breakwater: { maxAttempts: 0 } } as object),
+          },
+          {
+            onRequestStart: () => void heard.push('start'),
+            onResponseStart: () => void heard.push('headers'),
+            onResponseError: (_c, e) => {
+              heard.push('error');
+              resolve(e);
+            },
+          },
+        );
+      });
+      assert.deepEqual(heard, ['start', 'error']);
+      assert.match(error.message, /breakwater\.maxAttempts/);
+      assert.equal(upstream.count(), 0);
+    });
+
     test('a reset in the middle of the body fails the request; nothing is sent again', async () => {
       upstream.setScript({ kind: 'reset-mid-body', body: 'partial', contentLength: 100 });
       const res = await request(upstream.url('/'), { dispatcher: make() });
