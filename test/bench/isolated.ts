@@ -12,7 +12,7 @@
 // the counts repeat) under `valgrind --tool=callgrind`, twice, with the same warm-up and a short
 // and a long counted phase; the difference over the extra requests cancels start-up and warm-up.
 // The caller is a legacy handler, as undici 7's `request()` hands to a dispatcher, and options are
-// built by a spread, as `request()` builds them. Needs valgrind; about 4 minutes.
+// built by a spread, as `request()` builds them. Needs valgrind; about 3 minutes.
 
 import { spawn } from 'node:child_process';
 import { BENCH_DIR, buildLibrary, intArg, LIBRARY_ENV, parseArgs, table } from './common.js';
