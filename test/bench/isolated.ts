@@ -3,10 +3,12 @@
 // Breakwater's own cost per request, with no network and no undici core under it: each client
 // dispatches to a stand-in dispatcher that answers every request on the next tick (headers, a
 // two-byte body, the end), through the same handler API undici's core speaks. Counted in
-// instructions under callgrind, the numbers move by well under 1 % between runs, where CPU time on
-// a shared machine moves by ±10 %; so this is the benchmark that shows a change to the hot path.
-// It does not replace overhead.ts: it leaves out what our code costs undici and V8 around it
-// (cache misses, garbage collection of a real request's objects).
+// instructions under callgrind, a client's count moves by a few percent between runs (garbage
+// collections fall differently into the counted phase), where CPU time on a shared machine moves
+// by ±10 % from one burst to the next and the count through a real undici by 4–8 %: so this is the
+// benchmark that shows a change to the hot path. It does not replace overhead.ts: it leaves out
+// what our code costs undici and V8 around it (cache misses, garbage collection of a real
+// request's objects).
 //
 // How: each variant runs in a fresh `node --single-threaded` (V8 compiles on the main thread, so
 // the counts repeat) under `valgrind --tool=callgrind`, twice, with the same warm-up and a short
