@@ -68,6 +68,7 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
   deadlinePrev: Deadline | null = null;
   deadlineNext: Deadline | null = null;
   inDeadlineQueue = false;
+  deadlineTimer: NodeJS.Timeout | null = null;
   queuePrev: BulkheadWaiter | null = null;
   queueNext: BulkheadWaiter | null = null;
   queued = false;
@@ -91,7 +92,6 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
   #slots: BulkheadState | null = null;
   #holdsSlot = false;
   #timeoutMs = 0;
-  #timer: NodeJS.Timeout | null = null;
   #drained = 0;
   /** performance.now() when the request went to the dispatcher, for the attempt's duration. */
   #sentAt = 0;
@@ -181,9 +181,8 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
     this.#send();
   }
 
-  /** The attempt timeout passed (Deadline; also fired by the attempt's own timer). */
+  /** The attempt timeout passed (Deadline). */
   expire(): void {
-    this.#timer = null;
     if (this.done) return;
     this.ex.observer?.timedOut('attempt');
     this.#fail(new TimeoutError('attempt', this.#timeoutMs));
@@ -260,16 +259,9 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
 
   #armTimeout(timeout: AttemptTimeout): void {
     const override = this.ex.overrides?.attemptTimeout;
-    if (override === undefined) {
-      this.#timeoutMs = timeout.ms;
-      timeout.queue.add(this, this.ex.dispatchTime);
-      return;
-    }
     // Checked per request, as it comes per request: a bad value fails this request, naming it.
-    this.#timeoutMs = duration('breakwater.attemptTimeout', override);
-    // Passing `this` as the argument keeps the callback a shared function: no closure per request.
-    this.#timer = setTimeout(fireAttemptTimeout, this.#timeoutMs, this);
-    this.#timer.unref();
+    this.#timeoutMs = override === undefined ? timeout.ms : duration('breakwater.attemptTimeout', override);
+    timeout.queue.start(this, this.ex.dispatchTime, this.#timeoutMs);
   }
 
   /** Ends the attempt with an error decided here (open circuit, full bulkhead, timeout, a throw). */
@@ -328,11 +320,7 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
   }
 
   #clearTimer(): void {
-    if (this.inDeadlineQueue) this.plan.timeout!.queue.remove(this);
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.plan.timeout?.queue.stop(this);
   }
 
   #recordAttempt(kind: StatusClass, now: number): void {
@@ -340,10 +328,6 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
     const ex = this.ex;
     ex.observer?.attemptFinished(ex.method, kind, (now - this.#sentAt) / 1000);
   }
-}
-
-function fireAttemptTimeout(attempt: FusedAttempt): void {
-  attempt.expire();
 }
 
 /**

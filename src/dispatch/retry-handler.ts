@@ -57,7 +57,7 @@ export type AttemptFactory = (run: RetryHandler, ex: Exchange) => RetryAttempt;
 export interface RunTimeout {
   ms: number;
   untilHeaders: boolean;
-  /** The stage's shared deadlines; a request with its own duration gets a timer instead. */
+  /** The stage's shared deadlines (a request with its own duration gets a timer from it). */
   queue: DeadlineQueue;
 }
 
@@ -145,6 +145,7 @@ export class RetryHandler implements Controller, Deadline {
   deadlinePrev: Deadline | null = null;
   deadlineNext: Deadline | null = null;
   inDeadlineQueue = false;
+  deadlineTimer: NodeJS.Timeout | null = null;
   readonly #outer: Handler;
   readonly #opts: DispatchOptions;
   readonly #ex: Exchange;
@@ -155,8 +156,6 @@ export class RetryHandler implements Controller, Deadline {
   readonly #total: RunTimeout | null;
   /** The total timeout's milliseconds for this request (0 without one). */
   readonly #totalMs: number = 0;
-  /** The total timeout's own timer, for a request with a duration of its own. */
-  #totalTimer: NodeJS.Timeout | null = null;
   #attempt: RetryAttempt | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** performance.now() at which the scheduled attempt is due. */
@@ -190,15 +189,9 @@ export class RetryHandler implements Controller, Deadline {
     this.#total = total;
     if (total !== null) {
       const override = overrides?.totalTimeout;
+      this.#totalMs = override === undefined ? total.ms : duration('breakwater.totalTimeout', override);
       const now = ex.dispatchTime;
-      if (override === undefined) {
-        this.#totalMs = total.ms;
-        total.queue.add(this, now);
-      } else {
-        this.#totalMs = duration('breakwater.totalTimeout', override);
-        this.#totalTimer = setTimeout(fireTotal, this.#totalMs, this);
-        this.#totalTimer.unref();
-      }
+      total.queue.start(this, now, this.#totalMs);
       const deadline = now + this.#totalMs;
       if (deadline < ex.deadline) ex.deadline = deadline;
     }
@@ -249,9 +242,8 @@ export class RetryHandler implements Controller, Deadline {
     this.#attempt?.controller?.resume();
   }
 
-  /** The total timeout passed (Deadline; also fired by the request's own timer). */
+  /** The total timeout passed (Deadline). */
   expire(): void {
-    this.#totalTimer = null;
     if (this.#done) return;
     this.#ex.observer?.timedOut('total');
     this.#end(new TimeoutError('total', this.#totalMs));
@@ -276,7 +268,7 @@ export class RetryHandler implements Controller, Deadline {
       }
     }
     attempt.phase = 'forwarded';
-    if (this.#total?.untilHeaders === true) this.#clearTotal();
+    if (this.#total?.untilHeaders === true) this.#total.queue.stop(this);
     this.#outer.onResponseStart?.(this, statusCode, headers, statusMessage);
   }
 
@@ -371,15 +363,7 @@ export class RetryHandler implements Controller, Deadline {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    this.#clearTotal();
-  }
-
-  #clearTotal(): void {
-    if (this.inDeadlineQueue) this.#total!.queue.remove(this);
-    if (this.#totalTimer !== null) {
-      clearTimeout(this.#totalTimer);
-      this.#totalTimer = null;
-    }
+    this.#total?.queue.stop(this);
   }
 
   /**
@@ -484,10 +468,6 @@ function withAttempts(error: Error, attempts: number): Error {
     (error as Error & { attempts?: number }).attempts = attempts;
   }
   return error;
-}
-
-function fireTotal(run: RetryHandler): void {
-  run.expire();
 }
 
 /** The dispatch step of a retry stage whose attempts go through the stages inside it (`next`). */

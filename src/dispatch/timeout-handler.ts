@@ -17,12 +17,11 @@ class TimeoutHandler extends StageHandler implements Deadline {
   deadlinePrev: Deadline | null = null;
   deadlineNext: Deadline | null = null;
   inDeadlineQueue = false;
+  deadlineTimer: NodeJS.Timeout | null = null;
   readonly #ms: number;
   readonly #scope: TimeoutScope;
   readonly #untilHeaders: boolean;
-  /** The stage's queue, or null when this request has a duration of its own. */
-  readonly #queue: DeadlineQueue | null;
-  #timer: NodeJS.Timeout | null = null;
+  readonly #queue: DeadlineQueue;
 
   constructor(
     outer: Handler,
@@ -32,7 +31,7 @@ class TimeoutHandler extends StageHandler implements Deadline {
     ms: number,
     scope: TimeoutScope,
     untilHeaders: boolean,
-    queue: DeadlineQueue | null,
+    queue: DeadlineQueue,
   ) {
     super(outer, opts, ex, next);
     this.#ms = ms;
@@ -40,13 +39,7 @@ class TimeoutHandler extends StageHandler implements Deadline {
     this.#untilHeaders = untilHeaders;
     this.#queue = queue;
     const now = ex.dispatchTime;
-    if (queue !== null) {
-      queue.add(this, now);
-    } else {
-      // Passing `this` as the argument keeps the callback a shared function: no closure per request.
-      this.#timer = setTimeout(fire, ms, this);
-      this.#timer.unref();
-    }
+    queue.start(this, now, ms);
     if (scope === 'total') {
       const deadline = now + ms;
       if (deadline < ex.deadline) ex.deadline = deadline;
@@ -58,7 +51,6 @@ class TimeoutHandler extends StageHandler implements Deadline {
   }
 
   expire(): void {
-    this.#timer = null;
     if (this.done) return;
     this.ex.observer?.timedOut(this.#scope);
     this.fail(new TimeoutError(this.#scope, this.#ms));
@@ -70,25 +62,13 @@ class TimeoutHandler extends StageHandler implements Deadline {
     headers: Headers,
     statusMessage?: string,
   ): void {
-    if (this.#untilHeaders) this.#clear();
+    if (this.#untilHeaders) this.#queue.stop(this);
     super.onResponseStart(controller, statusCode, headers, statusMessage);
   }
 
   protected override release(): void {
-    this.#clear();
+    this.#queue.stop(this);
   }
-
-  #clear(): void {
-    if (this.inDeadlineQueue) this.#queue!.remove(this);
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
-  }
-}
-
-function fire(handler: TimeoutHandler): void {
-  handler.expire();
 }
 
 /**
@@ -102,12 +82,8 @@ export function timeoutLayer(stage: TimeoutStage, scope: TimeoutScope, next: Lay
   const queue = new DeadlineQueue(stage.ms);
   return function timeoutStep(opts, handler, ex) {
     const override = ex.overrides?.[overrideKey];
-    if (override === undefined) {
-      new TimeoutHandler(handler, opts, ex, next, stage.ms, scope, untilHeaders, queue).start();
-      return;
-    }
     // Checked per request, as it comes per request: a bad value fails this request, naming it.
-    const ms = duration(`breakwater.${overrideKey}`, override);
-    new TimeoutHandler(handler, opts, ex, next, ms, scope, untilHeaders, null).start();
+    const ms = override === undefined ? stage.ms : duration(`breakwater.${overrideKey}`, override);
+    new TimeoutHandler(handler, opts, ex, next, ms, scope, untilHeaders, queue).start();
   };
 }

@@ -4,7 +4,9 @@ export interface Deadline {
   deadlinePrev: Deadline | null;
   deadlineNext: Deadline | null;
   inDeadlineQueue: boolean;
-  /** Called once when the deadline passes while the item is still queued. */
+  /** The item's own timer, when its duration is not the queue's (a per-request override). */
+  deadlineTimer: NodeJS.Timeout | null;
+  /** Called once when the deadline passes while the item is still waiting for it. */
   expire(): void;
 }
 
@@ -26,6 +28,29 @@ export class DeadlineQueue {
 
   constructor(ms: number) {
     this.#ms = ms;
+  }
+
+  /**
+   * Starts `item`'s deadline `ms` after `now`: in the queue when `ms` is the queue's duration,
+   * otherwise (a per-request override) with an unref'd timer of the item's own.
+   */
+  start(item: Deadline, now: number, ms: number = this.#ms): void {
+    if (ms === this.#ms) {
+      this.add(item, now);
+      return;
+    }
+    // Passing the item as the argument keeps the callback a shared function: no closure per request.
+    item.deadlineTimer = setTimeout(expireOwn, ms, item);
+    item.deadlineTimer.unref();
+  }
+
+  /** Stops `item`'s deadline, however it was started; nothing happens if it has none. */
+  stop(item: Deadline): void {
+    if (item.inDeadlineQueue) this.remove(item);
+    if (item.deadlineTimer !== null) {
+      clearTimeout(item.deadlineTimer);
+      item.deadlineTimer = null;
+    }
   }
 
   /**
@@ -87,4 +112,9 @@ export class DeadlineQueue {
 
 function fireQueue(queue: DeadlineQueue): void {
   queue.expireDue();
+}
+
+function expireOwn(item: Deadline): void {
+  item.deadlineTimer = null;
+  item.expire();
 }

@@ -67,6 +67,43 @@ export function spawnTs(
   });
 }
 
+// --- instruction counts -----------------------------------------------------------------------
+
+/**
+ * The instructions callgrind counts over a whole `node --single-threaded` process (V8 then
+ * compiles on the main thread, so counts repeat from run to run). Needs valgrind.
+ */
+export function callgrindCount(
+  nodeArgs: readonly string[],
+  env: Record<string, string> = {},
+): Promise<number> {
+  const argv = [
+    '--tool=callgrind',
+    '--callgrind-out-file=/dev/null',
+    process.execPath,
+    '--single-threaded',
+    ...nodeArgs,
+  ];
+  return new Promise((resolve, reject) => {
+    const proc = spawn('valgrind', argv, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    let stderr = '';
+    proc.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    proc.on('error', (err) =>
+      reject(new Error(`valgrind could not start (is it installed?): ${err.message}`)),
+    );
+    proc.on('close', (code) => {
+      const match = /Collected : (\d+)/.exec(stderr);
+      if (code === 0 && match !== null) resolve(Number(match[1]));
+      else reject(new Error(`valgrind exited ${code}: ${stderr.slice(-500)}`));
+    });
+  });
+}
+
 // --- the library under test -----------------------------------------------------------------------
 
 /** Where client processes import Breakwater from (see variants.ts); unset means src/ through tsx. */

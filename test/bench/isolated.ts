@@ -16,8 +16,7 @@
 // The caller is a legacy handler, as undici 7's `request()` hands to a dispatcher, and options are
 // built by a spread, as `request()` builds them. Needs valgrind; about 3 minutes.
 
-import { spawn } from 'node:child_process';
-import { BENCH_DIR, buildLibrary, intArg, LIBRARY_ENV, parseArgs, table } from './common.js';
+import { BENCH_DIR, buildLibrary, callgrindCount, intArg, LIBRARY_ENV, parseArgs, table } from './common.js';
 
 /** What each client of isolated-child.mjs is. */
 const VARIANTS: Record<string, string> = {
@@ -31,32 +30,8 @@ const VARIANTS: Record<string, string> = {
 
 /** Instructions callgrind counted over a whole client process. */
 function collected(entry: string, name: string, warmup: number, n: number): Promise<number> {
-  const argv = [
-    '--tool=callgrind',
-    '--callgrind-out-file=/dev/null',
-    process.execPath,
-    '--single-threaded',
-    `${BENCH_DIR}isolated-child.mjs`,
-    name,
-    String(warmup),
-    String(n),
-  ];
-  return new Promise((resolve, reject) => {
-    const proc = spawn('valgrind', argv, {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, [LIBRARY_ENV]: entry },
-    });
-    let stderr = '';
-    proc.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    proc.on('error', reject);
-    proc.on('close', (code) => {
-      const match = /Collected : (\d+)/.exec(stderr);
-      if (code === 0 && match !== null) resolve(Number(match[1]));
-      else reject(new Error(`valgrind ${name} exited ${code}: ${stderr.slice(-500)}`));
-    });
-  });
+  const child = [`${BENCH_DIR}isolated-child.mjs`, name, String(warmup), String(n)];
+  return callgrindCount(child, { [LIBRARY_ENV]: entry });
 }
 
 const args = parseArgs(process.argv.slice(2));

@@ -9,8 +9,7 @@
 // the main thread, so the counts repeat from run to run. This is the evidence for
 // src/dispatch/own-option.ts. Needs valgrind; takes about a minute.
 
-import { spawnSync } from 'node:child_process';
-import { parseArgs } from './common.js';
+import { callgrindCount, parseArgs } from './common.js';
 
 const READS = {
   none: 'return 1;',
@@ -33,30 +32,14 @@ function loop(read: string, n: number): string {
 }
 
 /** Instructions callgrind counted over a whole `node` process running the loop `n` times. */
-function collected(read: string, n: number): number {
-  const run = spawnSync(
-    'valgrind',
-    [
-      '--tool=callgrind',
-      '--callgrind-out-file=/dev/null',
-      process.execPath,
-      '--single-threaded',
-      '-e',
-      loop(read, n),
-    ],
-    { encoding: 'utf8' },
-  );
-  const match = /Collected : (\d+)/.exec(run.stderr ?? '');
-  if (run.status !== 0 || match === null) {
-    throw new Error(`valgrind failed (is it installed?): ${run.error?.message ?? run.stderr}`);
-  }
-  return Number(match[1]);
+function collected(read: string, n: number): Promise<number> {
+  return callgrindCount(['-e', loop(read, n)]);
 }
 
 const args = parseArgs(process.argv.slice(2));
 const perObject: Record<string, number> = {};
 for (const [name, read] of Object.entries(READS)) {
-  perObject[name] = (collected(read, LONG) - collected(read, SHORT)) / (LONG - SHORT);
+  perObject[name] = ((await collected(read, LONG)) - (await collected(read, SHORT))) / (LONG - SHORT);
 }
 const rows = Object.entries(perObject).map(([name, n]) => ({
   read: name,

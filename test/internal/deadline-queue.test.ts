@@ -8,6 +8,7 @@ function item(log: string[], name: string): Deadline {
     deadlinePrev: null,
     deadlineNext: null,
     inDeadlineQueue: false,
+    deadlineTimer: null,
     expire: () => log.push(`${name}@${Math.round(performance.now())}`),
   };
 }
@@ -49,5 +50,29 @@ describe('DeadlineQueue', () => {
       log.map((l) => l.split('@')[0]),
       ['later'],
     );
+  });
+
+  test('start() with a duration of its own gives the item a timer; stop() clears either kind', async () => {
+    const queue = new DeadlineQueue(1_000);
+    const log: string[] = [];
+    const own = item(log, 'own');
+    const stopped = item(log, 'stopped');
+    const queued = item(log, 'queued');
+    queue.start(own, performance.now(), 30);
+    queue.start(stopped, performance.now(), 30);
+    queue.start(queued, performance.now());
+    assert.equal(own.inDeadlineQueue, false);
+    assert.ok(own.deadlineTimer !== null);
+    assert.equal(queued.inDeadlineQueue, true);
+    queue.stop(stopped);
+    queue.stop(queued);
+    assert.equal(stopped.deadlineTimer, null);
+    assert.equal(queued.inDeadlineQueue, false);
+    await new Promise((r) => setTimeout(r, 80));
+    assert.deepEqual(
+      log.map((l) => l.split('@')[0]),
+      ['own'],
+    );
+    assert.equal(own.deadlineTimer, null, 'a fired timer is forgotten');
   });
 });
