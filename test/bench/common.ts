@@ -70,8 +70,11 @@ export function spawnTs(
 // --- instruction counts -----------------------------------------------------------------------
 
 /**
- * The instructions callgrind counts over a whole `node --single-threaded` process (V8 then
- * compiles on the main thread, so counts repeat from run to run). Needs valgrind.
+ * The instructions callgrind counts over a whole `node --single-threaded --predictable` process.
+ * `--single-threaded` alone keeps V8's compiling on the main thread, yet a client's count through
+ * a pipeline still moved by 15–25 % between runs of 100,000 requests, as V8 decided differently
+ * from run to run (when to collect garbage, among others). `--predictable`, V8's mode for
+ * reproducible runs, removes that: the same client then repeats within 0.1–2 %. Needs valgrind.
  */
 export function callgrindCount(
   nodeArgs: readonly string[],
@@ -82,6 +85,7 @@ export function callgrindCount(
     '--callgrind-out-file=/dev/null',
     process.execPath,
     '--single-threaded',
+    '--predictable',
     ...nodeArgs,
   ];
   return new Promise((resolve, reject) => {
