@@ -1,4 +1,5 @@
 import { statusClass } from '../http/classify.js';
+import { monotonicNow } from '../internal/clock.js';
 import { type Exchange, errorKind } from './exchange.js';
 import type { StatusClass } from './observer.js';
 import type { Controller, Handler, Headers } from './types.js';
@@ -51,7 +52,7 @@ export class AttemptRecorder implements Handler {
     this.#ex.observer?.attemptFinished(
       this.#ex.method,
       statusClass,
-      (performance.now() - this.#startedAt) / 1000,
+      (monotonicNow() - this.#startedAt) / 1000,
     );
   }
 }

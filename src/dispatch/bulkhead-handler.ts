@@ -1,4 +1,5 @@
 import { BulkheadRejectedError } from '../errors.js';
+import { monotonicNow } from '../internal/clock.js';
 import type { BulkheadStage, BulkheadState, BulkheadWaiter } from '../policies/bulkhead.js';
 import type { Exchange, Layer } from './exchange.js';
 import { StageHandler } from './stage-handler.js';
@@ -38,7 +39,7 @@ class BulkheadHandler extends StageHandler implements BulkheadWaiter {
   /** Called by the bulkhead when a slot frees up for this waiter. */
   admit(): void {
     this.#holdsSlot = true;
-    const now = performance.now();
+    const now = monotonicNow();
     this.ex.dispatchTime = now;
     this.ex.observer?.queueWaited((now - this.#queuedAt) / 1000);
     this.dispatchInner();

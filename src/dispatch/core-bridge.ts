@@ -1,4 +1,5 @@
 import { statusClass } from '../http/classify.js';
+import { monotonicNow } from '../internal/clock.js';
 import { type Exchange, errorKind } from './exchange.js';
 import { UNPARSED } from './lazy-headers.js';
 import type { LegacyHandler } from './legacy-handler.js';
@@ -95,6 +96,6 @@ export class CoreBridge implements LegacyHandler, Controller {
   #record(statusClass: StatusClass): void {
     this.#recorded = true;
     const ex = this.#ex!;
-    ex.observer?.attemptFinished(ex.method, statusClass, (performance.now() - this.#startedAt) / 1000);
+    ex.observer?.attemptFinished(ex.method, statusClass, (monotonicNow() - this.#startedAt) / 1000);
   }
 }

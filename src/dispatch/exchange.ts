@@ -1,5 +1,6 @@
 import { BulkheadRejectedError, CircuitOpenError, TimeoutError } from '../errors.js';
 import { isCallerAbort, isTransientNetworkError, statusClass } from '../http/classify.js';
+import { monotonicNow } from '../internal/clock.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, StatusClass } from './observer.js';
@@ -24,15 +25,15 @@ export class Exchange implements Handler {
   readonly method: string;
   readonly overrides: RequestOverrides | undefined;
   readonly observer: OriginObserver | undefined;
-  /** performance.now() when the caller dispatched. */
+  /** Monotonic ms (internal/clock.ts) when the caller dispatched. */
   readonly startedAt: number;
   /**
-   * performance.now() when the current dispatch step began: the caller's dispatch, a bulkhead
+   * Monotonic ms when the current dispatch step began: the caller's dispatch, a bulkhead
    * admission, or a retry's launch. Stages read it instead of the clock while they pass the request
    * inward (see internal/clock.ts); it is never a response's time.
    */
   dispatchTime: number;
-  /** performance.now() by which an enclosing total timeout fires; Infinity when none. */
+  /** Monotonic ms by which an enclosing total timeout fires; Infinity when none. */
   deadline = Number.POSITIVE_INFINITY;
   /** Attempts started so far (1 for the first). */
   attempt = 0;
@@ -104,7 +105,7 @@ export class Exchange implements Handler {
           this.method,
           isFailureStatus(status) ? 'failure' : 'success',
           statusClass(status),
-          (performance.now() - this.startedAt) / 1000,
+          (monotonicNow() - this.startedAt) / 1000,
         );
       }
     }
@@ -125,7 +126,7 @@ export class Exchange implements Handler {
           this.method,
           outcomeOf(kind),
           kind,
-          (performance.now() - this.startedAt) / 1000,
+          (monotonicNow() - this.startedAt) / 1000,
         );
       }
     }

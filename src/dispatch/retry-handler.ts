@@ -4,7 +4,7 @@ import { isCallerAbort, isConnectFailure, isTransientNetworkError } from '../htt
 import { isReplayableHeaders } from '../http/headers.js';
 import { hasIdempotencyKey } from '../http/idempotency.js';
 import { parseRetryAfter } from '../http/retry-after.js';
-import { policyNow, policyTime } from '../internal/clock.js';
+import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
 import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
 import type { BackoffStep } from '../policies/backoff.js';
@@ -158,7 +158,7 @@ export class RetryHandler implements Controller, Deadline {
   readonly #totalMs: number = 0;
   #attempt: RetryAttempt | null = null;
   #timer: NodeJS.Timeout | null = null;
-  /** performance.now() at which the scheduled attempt is due. */
+  /** Monotonic ms (internal/clock.ts) at which the scheduled attempt is due. */
   #retryAt = 0;
   #step: BackoffStep | null = null;
   #done = false;
@@ -314,7 +314,7 @@ export class RetryHandler implements Controller, Deadline {
     // A discarded response still draining by now is not worth waiting for.
     const previous = this.#attempt;
     if (previous !== null && previous.phase === 'draining') previous.abort(new DiscardedAttemptError());
-    const now = performance.now();
+    const now = monotonicNow();
     const remaining = this.#retryAt - now;
     if (remaining >= 1) {
       this.#timer = setTimeout(fireRetry, remaining, this);
@@ -409,7 +409,7 @@ export class RetryHandler implements Controller, Deadline {
     const step = this.#step === null ? this.#stage.backoff.first() : this.#step.next();
     this.#step = step;
     const delay = Math.min(Math.max(step.delay, retryAfter ?? 0), MAX_TIMER_MS);
-    if (performance.now() + delay >= ex.deadline) return this.#giveUp('deadline', statusCode, error);
+    if (monotonicNow() + delay >= ex.deadline) return this.#giveUp('deadline', statusCode, error);
     if (this.#budget !== null && !this.#budget.tryWithdraw(policyNow())) {
       ex.observer?.retryBudgetExhausted();
       return this.#giveUp('budget', statusCode, error);
@@ -436,7 +436,7 @@ export class RetryHandler implements Controller, Deadline {
     const events = this.#stage.retryEvents;
     if (events.hasListeners)
       events.emit({ key: ex.key, attempt: ex.attempt, delay, reason, statusCode, error });
-    this.#retryAt = performance.now() + delay;
+    this.#retryAt = monotonicNow() + delay;
     // A discarded response gets a short while to finish draining, so its connection can be
     // reused; past that its slot and socket are worth more than the connection.
     const draining = this.#attempt?.phase === 'draining';

@@ -1,4 +1,5 @@
 import { errors } from 'undici';
+import { monotonicNow } from '../internal/clock.js';
 import { sanitizeOrigin } from '../metrics/labels.js';
 import { CoreLink } from './core-link.js';
 import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
@@ -93,7 +94,7 @@ export class Runtime implements ExchangeOwner {
       observer,
       handler,
       this,
-      performance.now(),
+      monotonicNow(),
     );
     this.#link(ex);
     try {

@@ -1,3 +1,5 @@
+import { monotonicNow } from './clock.js';
+
 /** Something with a deadline in a DeadlineQueue. The links live on the item: nothing is allocated per entry. */
 export interface Deadline {
   deadlineAt: number;
@@ -54,7 +56,7 @@ export class DeadlineQueue {
   }
 
   /**
-   * Queues `item` to expire `ms` after `now` (performance.now(), read by the caller). Callers pass
+   * Queues `item` to expire `ms` after `now` (monotonic ms, read by the caller). Callers pass
    * the reading taken when their dispatch step began, so items may come out of order by the
    * microseconds one synchronous step lasts; such an item expires at most that much late.
    */
@@ -81,7 +83,7 @@ export class DeadlineQueue {
   /** Fired by the timer: expires everything due, then re-arms for the new head. */
   expireDue(): void {
     this.#timer = null;
-    const now = performance.now();
+    const now = monotonicNow();
     let head = this.#head;
     while (head !== null && head.deadlineAt <= now) {
       this.#unlink(head);
