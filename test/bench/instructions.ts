@@ -123,6 +123,11 @@ async function count(variant: string, origin: string, libraryEnv: Record<string,
       '--callgrind-out-file=/dev/null',
       ...(simulate ? ['--cache-sim=yes', '--branch-sim=yes'] : []),
       process.execPath,
+      // As in callgrindCount: the same client's count then repeats from run to run.
+      '--single-threaded',
+      '--predictable',
+      // The client collects fully before it reports ready (see collectGarbage in client.ts).
+      '--expose-gc',
       '--import',
       TSX,
       `${BENCH_DIR}client.ts`,
