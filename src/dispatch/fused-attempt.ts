@@ -191,8 +191,8 @@ abstract class FusedAttempt implements RetryAttempt, Controller, Deadline, Bulkh
   // --- What the dispatcher reports, in either API ---------------------------------------------------
 
   protected headersArrived(statusCode: number, headers: Headers, statusMessage: string): void {
-    // One clock reading serves the attempt's duration and the breaker's record (a read costs
-    // 0.1–0.2 µs on Node 20).
+    // One clock reading serves the attempt's duration and the breaker's record (see
+    // internal/clock.ts for what a reading costs).
     const now = monotonicNow();
     if (this.plan.core.record && !this.#attemptRecorded) this.#recordAttempt(statusClass(statusCode), now);
     if (this.done) return;

@@ -76,8 +76,9 @@ const BUCKETS = 10;
  * `halfOpenProbes` probes at once. Every call is O(1) amortised and allocation-free on the
  * admitted path.
  *
- * `now` is whatever clock the adapter uses for every call — `Date.now()`, so that snapshots are
- * wall-clock based and `fromJSON` needs no second, monotonic clock.
+ * `now` is whatever clock the adapter uses for every call: policy time (internal/clock.ts), epoch
+ * milliseconds read from the monotonic clock, so that snapshots carry epoch times and `fromJSON`
+ * needs no second clock.
  */
 export class BreakerState {
   readonly #consecutiveLimit: number;
@@ -238,8 +239,8 @@ export class BreakerState {
    * counted from when it originally opened (with the wait `options` give for its re-open count);
    * an isolated one stays isolated; a half-open one resumes probing with no probe in flight.
    *
-   * `now` is the current wall-clock time (`Date.now()`); the adapter passes the same clock
-   * everywhere, so no separate monotonic time is needed. An `openedAt` in the future (the clock
+   * `now` is the current policy time (epoch milliseconds, internal/clock.ts); the adapter passes
+   * the same clock everywhere, so no second clock is needed. An `openedAt` in the future (the clock
    * stepped back since) is read as now. A restored state other than closed is reported through
    * `onTransition`, so that whoever mirrors the state (metrics) learns of it like of any change.
    *

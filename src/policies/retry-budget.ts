@@ -30,7 +30,7 @@ const EPSILON = 1e-9;
 
 /**
  * Counts requests and withdrawn retries in a ring of time buckets; no timers — time is passed in,
- * so one `Date.now()` of the caller serves every check, and tests use a fake clock. Every call is
+ * so one clock reading of the caller serves every check, and tests use a fake clock. Every call is
  * O(1) amortised (advancing the ring clears at most {@link BUCKETS} slots, however long the gap)
  * and allocates nothing.
  */

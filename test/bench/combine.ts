@@ -2,9 +2,9 @@
 //
 // One run of the overhead benchmark is good to several hundredths at best on a shared machine: a
 // fresh client process sometimes lands in a slower JIT state, and other tenants come and go. This
-// pools several runs. It reads the reports `npm run bench -- --json` prints and `bench:here`
-// saves (one leg or `{ legs: [...] }`), groups the legs by Node and undici version, and for each
-// variant gives the median over every round of every run of its ratio to raw in the same round,
+// pools several runs. It reads the reports `npm run -s bench -- --json` prints and every leg
+// saves (one leg or `{ legs: [...] }`), groups the legs that measured the same thing (Node and
+// undici version, the code under test, how it was loaded and driven), and for each variant gives the median over every round of every run of its ratio to raw in the same round,
 // the quartiles of those ratios, and the paired ratio over every burst of every run.
 
 import { readFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { fixed, median, parseArgs, quantile, table } from './common.js';
 /** The parts of an overhead.ts report this reads. */
 interface Report {
   environment: { node: string; undici: string; source: string };
+  settings: { library: string; concurrency: number; burst: number };
   results: Array<{
     variant: string;
     round: number;
@@ -23,7 +24,9 @@ interface Report {
 interface Pool {
   node: string;
   undici: string;
-  sources: Set<string>;
+  /** The hash of src/ measured (a leg run in a scratch copy has no git commit to name it by). */
+  source: string;
+  library: string;
   runs: number;
   /** Per variant: ratio to raw of each round's CPU per request. */
   byRound: Map<string, number[]>;
@@ -38,7 +41,7 @@ function legsOf(file: string): Report[] {
   const doc = JSON.parse(readFileSync(file, 'utf8')) as Report | { legs: Report[] };
   const legs = 'legs' in doc ? doc.legs : [doc];
   for (const leg of legs) {
-    if (!Array.isArray(leg.results) || leg.environment === undefined) {
+    if (!Array.isArray(leg.results) || leg.environment === undefined || leg.settings === undefined) {
       throw new Error(`${file}: not a report of the overhead benchmark (no results or environment)`);
     }
   }
@@ -46,13 +49,18 @@ function legsOf(file: string): Report[] {
 }
 
 function add(pools: Map<string, Pool>, leg: Report): void {
-  const id = `${leg.environment.node} undici ${leg.environment.undici}`;
+  const { node, undici } = leg.environment;
+  const source = /src#\w+/.exec(leg.environment.source)?.[0] ?? leg.environment.source;
+  const { library, concurrency, burst } = leg.settings;
+  // Runs pool only when they measured the same code, loaded and driven the same way.
+  const id = JSON.stringify([node, undici, source, library, concurrency, burst]);
   let pool = pools.get(id);
   if (pool === undefined) {
     pool = {
-      node: leg.environment.node,
-      undici: leg.environment.undici,
-      sources: new Set(),
+      node,
+      undici,
+      source,
+      library: `${library}, concurrency ${concurrency}, bursts of ${burst}`,
       runs: 0,
       byRound: new Map(),
       byBurst: new Map(),
@@ -60,7 +68,6 @@ function add(pools: Map<string, Pool>, leg: Report): void {
     pools.set(id, pool);
   }
   pool.runs++;
-  pool.sources.add(leg.environment.source);
   const raw = new Map(leg.results.filter((r) => r.variant === 'raw').map((r) => [r.round, r]));
   for (const r of leg.results) {
     const base = raw.get(r.round);
@@ -90,7 +97,8 @@ const summary = [...pools.values()].map((pool) => ({
   node: pool.node,
   undici: pool.undici,
   runs: pool.runs,
-  sources: [...pool.sources],
+  source: pool.source,
+  library: pool.library,
   variants: [...pool.byRound].map(([variant, rounds]) => {
     const bursts = pool.byBurst.get(variant) ?? [];
     return {
@@ -111,7 +119,9 @@ if (args.has('json')) {
   console.log(JSON.stringify(summary, null, 2));
 } else {
   for (const pool of summary) {
-    console.log(`Node ${pool.node}, undici ${pool.undici}: ${pool.runs} runs (${pool.sources.join(', ')})\n`);
+    console.log(
+      `Node ${pool.node}, undici ${pool.undici}, ${pool.source}: ${pool.runs} runs (${pool.library})\n`,
+    );
     console.log(
       table(
         ['variant', 'rounds', 'x raw', 'quartiles', 'bursts', 'paired', 'quartiles'],

@@ -91,6 +91,7 @@ const dispatcher = VARIANTS[name](new InstantDispatcher());
 const base = { headers: null, body: null, throwOnError: false };
 
 function run(count) {
+  if (count === 0) return Promise.resolve();
   return new Promise((resolve) => {
     let sent = 0;
     let done = 0;

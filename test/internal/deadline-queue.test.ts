@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { monotonicNow } from '../../src/internal/clock.js';
 import { type Deadline, DeadlineQueue } from '../../src/internal/deadline-queue.js';
 
 function item(log: string[], name: string): Deadline {
@@ -21,10 +22,10 @@ describe('DeadlineQueue', () => {
     const a = item(log, 'a');
     const b = item(log, 'b');
     const c = item(log, 'c');
-    queue.add(a, performance.now());
+    queue.add(a, monotonicNow());
     await new Promise((r) => setTimeout(r, 20));
-    queue.add(b, performance.now());
-    queue.add(c, performance.now());
+    queue.add(b, monotonicNow());
+    queue.add(c, monotonicNow());
     queue.remove(b);
     await new Promise((r) => setTimeout(r, 120));
     assert.deepEqual(
@@ -40,11 +41,11 @@ describe('DeadlineQueue', () => {
     const queue = new DeadlineQueue(30);
     const log: string[] = [];
     const items = Array.from({ length: 5 }, (_, i) => item(log, String(i)));
-    for (const i of items) queue.add(i, performance.now());
+    for (const i of items) queue.add(i, monotonicNow());
     for (const i of items) queue.remove(i);
     await new Promise((r) => setTimeout(r, 60));
     assert.equal(log.length, 0);
-    queue.add(item(log, 'later'), performance.now());
+    queue.add(item(log, 'later'), monotonicNow());
     await new Promise((r) => setTimeout(r, 60));
     assert.deepEqual(
       log.map((l) => l.split('@')[0]),
@@ -58,9 +59,9 @@ describe('DeadlineQueue', () => {
     const own = item(log, 'own');
     const stopped = item(log, 'stopped');
     const queued = item(log, 'queued');
-    queue.start(own, performance.now(), 30);
-    queue.start(stopped, performance.now(), 30);
-    queue.start(queued, performance.now());
+    queue.start(own, monotonicNow(), 30);
+    queue.start(stopped, monotonicNow(), 30);
+    queue.start(queued, monotonicNow());
     assert.equal(own.inDeadlineQueue, false);
     assert.ok(own.deadlineTimer !== null);
     assert.equal(queued.inDeadlineQueue, true);
