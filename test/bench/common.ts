@@ -71,10 +71,11 @@ export function spawnTs(
 
 /**
  * The instructions callgrind counts over a whole `node --single-threaded --predictable` process.
- * `--single-threaded` alone keeps V8's compiling on the main thread, yet a client's count through
- * a pipeline still moved by 15–25 % between runs of 100,000 requests, as V8 decided differently
- * from run to run (when to collect garbage, among others). `--predictable`, V8's mode for
- * reproducible runs, removes that: the same client then repeats within 0.1–2 %. Needs valgrind.
+ * `--single-threaded` keeps V8's compiling on the main thread; `--predictable`, V8's mode for
+ * reproducible runs, narrows how much the same client's count moves from run to run (V8 otherwise
+ * decides differently each time, when to collect garbage among others). It does not remove it:
+ * against bench:isolated's stand-in, what the pipeline adds still moved by about ±1,000
+ * instructions per request between runs. Needs valgrind.
  */
 export function callgrindCount(
   nodeArgs: readonly string[],

@@ -3,16 +3,15 @@
 // Breakwater's own cost per request, with no network and no undici core under it: each client
 // dispatches to a stand-in dispatcher that answers every request on the next tick (headers, a
 // two-byte body, the end), through the same handler API undici's core speaks. Counted in
-// instructions under callgrind with V8 in its predictable mode (see callgrindCount), a client's
-// count repeats within 0.1–2 % from run to run, where CPU time on a shared machine moves by ±10 %
-// from one burst to the next and the count through a real undici by 4–8 %: so this is the
-// benchmark that shows a change to the hot path. It does not replace overhead.ts: it leaves out
-// what our code costs undici and V8 around it (cache misses, garbage collection of a real
-// request's objects).
+// instructions under callgrind (see callgrindCount), what a pipeline adds moves by about ±1,000
+// instructions per request from run to run, where CPU time on a shared machine moves by ±10 %
+// from one burst to the next: so this is the benchmark that shows a change of a few thousand
+// instructions to the hot path. It does not replace overhead.ts: it leaves out what our code
+// costs undici and V8 around it (cache misses, garbage collection of a real request's objects).
 //
-// How: each variant runs in a fresh `node --single-threaded --predictable` (so the counts repeat)
-// under `valgrind --tool=callgrind`, twice, with the same warm-up and a short
-// and a long counted phase; the difference over the extra requests cancels start-up and warm-up.
+// How: each variant runs in a fresh `node --single-threaded --predictable` under
+// `valgrind --tool=callgrind`, twice, with the same warm-up and a short and a long counted phase;
+// the difference over the extra requests cancels start-up and warm-up.
 // The caller is a legacy handler, as undici 7's `request()` hands to a dispatcher, and options are
 // built by a spread, as `request()` builds them. Needs valgrind; about 4 minutes.
 
