@@ -227,7 +227,7 @@ async function main(): Promise<void> {
   // runs only then (a pipeline's deadline queue taking its first deadline again) last ran before
   // V8 collected type feedback, so V8 deoptimizes whatever inlined it the first time it runs after
   // warm-up, and compiles it again: with one warm-up stretch, that landed in the first measured
-  // requests (`--trace-deopt`; under callgrind, TurboFan's work came to about 6,500 instructions
+  // requests (`--trace-deopt`; under callgrind, TurboFan's work came to about 11,000 instructions
   // per request over 10,000 counted ones).
   await drive(client, Math.ceil(warmup / 2), false);
   await drive(client, Math.floor(warmup / 2), false);
