@@ -4,11 +4,21 @@
 // fresh client process sometimes lands in a slower JIT state, and other tenants come and go. This
 // pools several runs. It reads the reports `npm run -s bench -- --json` prints and every leg
 // saves (one leg or `{ legs: [...] }`), groups the legs that measured the same thing (Node and
-// undici version, the code under test, how it was loaded and driven), and for each variant gives the median over every round of every run of its ratio to raw in the same round,
-// the quartiles of those ratios, and the paired ratio over every burst of every run.
+// undici version, the code under test, how it was loaded and driven), and for each variant gives
+// the median over every round of every run of its ratio to raw in the same round, the quartiles
+// of those ratios, and the paired ratio over every burst of every run.
 
 import { readFileSync } from 'node:fs';
-import { fixed, median, parseArgs, quantile, table } from './common.js';
+import {
+  cpuPerRequest,
+  fixed,
+  type MeasuredBurst,
+  median,
+  pairedRatios,
+  parseArgs,
+  quantile,
+  table,
+} from './common.js';
 
 /** The parts of an overhead.ts report this reads. */
 interface Report {
@@ -17,7 +27,7 @@ interface Report {
   results: Array<{
     variant: string;
     round: number;
-    bursts: Array<{ requests: number; cpuUs: number }>;
+    bursts: MeasuredBurst[];
   }>;
 }
 
@@ -34,15 +44,14 @@ interface Pool {
   byBurst: Map<string, number[]>;
 }
 
-const perRequest = (bursts: ReadonlyArray<{ requests: number; cpuUs: number }>): number =>
-  bursts.reduce((cpu, b) => cpu + b.cpuUs, 0) / bursts.reduce((n, b) => n + b.requests, 0);
-
 function legsOf(file: string): Report[] {
   const doc = JSON.parse(readFileSync(file, 'utf8')) as Report | { legs: Report[] };
   const legs = 'legs' in doc ? doc.legs : [doc];
   for (const leg of legs) {
     if (!Array.isArray(leg.results) || leg.environment === undefined || leg.settings === undefined) {
-      throw new Error(`${file}: not a report of the overhead benchmark (no results or environment)`);
+      throw new Error(
+        `${file}: not a report of the overhead benchmark (no results, environment or settings)`,
+      );
     }
   }
   return legs;
@@ -73,14 +82,12 @@ function add(pools: Map<string, Pool>, leg: Report): void {
     const base = raw.get(r.round);
     if (base === undefined) continue;
     const rounds = pool.byRound.get(r.variant) ?? [];
-    rounds.push(perRequest(r.bursts) / perRequest(base.bursts));
+    rounds.push(cpuPerRequest(r.bursts) / cpuPerRequest(base.bursts));
     pool.byRound.set(r.variant, rounds);
-    const bursts = pool.byBurst.get(r.variant) ?? [];
-    r.bursts.forEach((b, i) => {
-      const against = base.bursts[i];
-      if (against !== undefined) bursts.push(b.cpuUs / b.requests / (against.cpuUs / against.requests));
-    });
-    pool.byBurst.set(r.variant, bursts);
+    pool.byBurst.set(r.variant, [
+      ...(pool.byBurst.get(r.variant) ?? []),
+      ...pairedRatios(r.bursts, base.bursts),
+    ]);
   }
 }
 

@@ -246,6 +246,37 @@ export function quantile(values: readonly number[] | Float64Array, q: number): n
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
+/** What a ratio of CPU per request needs of a round's bursts. */
+export interface MeasuredBurst {
+  requests: number;
+  cpuUs: number;
+}
+
+/** Client CPU per request over a round's bursts, µs. */
+export function cpuPerRequest(bursts: readonly MeasuredBurst[]): number {
+  let cpuUs = 0;
+  let requests = 0;
+  for (const b of bursts) {
+    cpuUs += b.cpuUs;
+    requests += b.requests;
+  }
+  return cpuUs / requests;
+}
+
+/**
+ * Burst by burst, a variant's CPU per request over raw's in the same cycle of bursts: the two
+ * were sent within a second of each other, so they saw nearly the same machine, while a round's
+ * totals span minutes of a shared machine's load coming and going.
+ */
+export function pairedRatios(mine: readonly MeasuredBurst[], raw: readonly MeasuredBurst[]): number[] {
+  const ratios: number[] = [];
+  mine.forEach((b, i) => {
+    const r = raw[i];
+    if (r !== undefined) ratios.push(b.cpuUs / b.requests / (r.cpuUs / r.requests));
+  });
+  return ratios;
+}
+
 export function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : '–';
 }

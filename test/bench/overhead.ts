@@ -25,6 +25,7 @@ import type { BurstResult, ClientResult } from './client.js';
 import {
   buildLibrary,
   CLIENT_CORE,
+  cpuPerRequest,
   describeEnvironment,
   environment,
   exited,
@@ -34,6 +35,7 @@ import {
   machineBusyUs,
   median,
   nextMessage,
+  pairedRatios,
   parseArgs,
   pinSelf,
   spawnTs,
@@ -254,8 +256,6 @@ function totals(r: RoundResult): {
   return t;
 }
 
-const cpuPerRequest = (r: RoundResult): number => totals(r).cpuUs / totals(r).requests;
-
 interface Summary {
   variant: string;
   what: string;
@@ -276,24 +276,12 @@ interface Summary {
   discarded: number;
 }
 
-/**
- * Burst by burst, the variant's CPU per request over raw's in the same cycle of bursts: the two
- * were sent within a second of each other, so they saw nearly the same machine, while a round's
- * totals span minutes of a shared machine's load coming and going.
- */
-function pairedRatios(mine: RoundResult, raw: RoundResult): number[] {
-  return mine.bursts.map((b, i) => {
-    const r = raw.bursts[i]!;
-    return b.cpuUs / b.requests / (r.cpuUs / r.requests);
-  });
-}
-
 function summarise(results: RoundResult[]): Summary[] {
   const rawRounds = new Map(results.filter((r) => r.variant === 'raw').map((r) => [r.round, r]));
-  const raw = new Map([...rawRounds].map(([round, r]) => [round, cpuPerRequest(r)]));
+  const raw = new Map([...rawRounds].map(([round, r]) => [round, cpuPerRequest(r.bursts)]));
   return variants.map((v) => {
     const mine = results.filter((r) => r.variant === v.name);
-    const cpu = mine.map(cpuPerRequest);
+    const cpu = mine.map((r) => cpuPerRequest(r.bursts));
     const loads = mine.flatMap((r) => r.bursts.map((b) => b.otherLoad));
     return {
       variant: v.name,
@@ -303,8 +291,8 @@ function summarise(results: RoundResult[]): Summary[] {
       cpuUsPerRequest: median(cpu),
       cpuUsMin: Math.min(...cpu),
       cpuUsMax: Math.max(...cpu),
-      cpuVsRaw: median(mine.map((r) => cpuPerRequest(r) / raw.get(r.round)!)),
-      cpuVsRawPaired: median(mine.flatMap((r) => pairedRatios(r, rawRounds.get(r.round)!))),
+      cpuVsRaw: median(mine.map((r) => cpuPerRequest(r.bursts) / raw.get(r.round)!)),
+      cpuVsRawPaired: median(mine.flatMap((r) => pairedRatios(r.bursts, rawRounds.get(r.round)!.bursts))),
       p50Ms: median(mine.map((r) => r.client.p50Ms)),
       p99Ms: median(mine.map((r) => r.client.p99Ms)),
       peakRssMb: median(mine.map((r) => r.client.maxRssBytes / 2 ** 20)),

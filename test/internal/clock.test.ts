@@ -4,7 +4,7 @@ import { monotonicNow, policyNow, policyTime } from '../../src/internal/clock.js
 
 describe('clock', () => {
   test('monotonicNow reads on performance.now() scale, to well under a millisecond', () => {
-    // Read in both orders so a slow read on either side cannot pass for agreement.
+    // Bracketed by two reads of performance.now(): ours must fall between them, give or take 50 µs.
     for (let i = 0; i < 1_000; i++) {
       const before = performance.now();
       const ours = monotonicNow();
