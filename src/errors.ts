@@ -4,7 +4,14 @@
  * that `instanceof` and the `is…` guards work across two copies of the package.
  */
 
+// One brand per class, registered globally with Symbol.for, as undici's errors do: `instanceof`
+// and the guards then work across two copies of the package, and in a minified bundle, where
+// class names are renamed and cannot be compared.
 const kResilienceError = Symbol.for('breakwater.error');
+const kBulkheadRejectedError = Symbol.for('breakwater.error.bulkhead-rejected');
+const kCircuitOpenError = Symbol.for('breakwater.error.circuit-open');
+const kTimeoutError = Symbol.for('breakwater.error.timeout');
+const kInvalidOptionError = Symbol.for('breakwater.error.invalid-option');
 
 export type ResilienceErrorCode =
   | 'BREAKWATER_BULKHEAD_REJECTED'
@@ -26,7 +33,7 @@ export class ResilienceError extends Error {
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return hasBrand(value, 'ResilienceError');
+    return hasBrand(value, kResilienceError);
   }
 }
 
@@ -47,8 +54,12 @@ export class BulkheadRejectedError extends ResilienceError {
     this.maxQueue = maxQueue;
   }
 
+  get [kBulkheadRejectedError](): true {
+    return true;
+  }
+
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return hasBrand(value, 'BulkheadRejectedError');
+    return hasBrand(value, kBulkheadRejectedError);
   }
 }
 
@@ -76,8 +87,12 @@ export class CircuitOpenError extends ResilienceError {
     this.retryAfterMs = retryAfterMs;
   }
 
+  get [kCircuitOpenError](): true {
+    return true;
+  }
+
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return hasBrand(value, 'CircuitOpenError');
+    return hasBrand(value, kCircuitOpenError);
   }
 }
 
@@ -95,8 +110,12 @@ export class TimeoutError extends ResilienceError {
     this.ms = ms;
   }
 
+  get [kTimeoutError](): true {
+    return true;
+  }
+
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return hasBrand(value, 'TimeoutError');
+    return hasBrand(value, kTimeoutError);
   }
 }
 
@@ -110,20 +129,17 @@ export class InvalidOptionError extends ResilienceError {
     this.path = path;
   }
 
+  get [kInvalidOptionError](): true {
+    return true;
+  }
+
   static override [Symbol.hasInstance](value: unknown): boolean {
-    return hasBrand(value, 'InvalidOptionError');
+    return hasBrand(value, kInvalidOptionError);
   }
 }
 
-function hasBrand(value: unknown, name: string): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (!(value as { [kResilienceError]?: boolean })[kResilienceError]) return false;
-  if (name === 'ResilienceError') return true;
-  // Walk the prototype chain by constructor name: the brand is shared, the class name is not.
-  for (let proto = Object.getPrototypeOf(value); proto !== null; proto = Object.getPrototypeOf(proto)) {
-    if (proto.constructor?.name === name) return true;
-  }
-  return false;
+function hasBrand(value: unknown, brand: symbol): boolean {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
 }
 
 function describe(value: unknown): string {

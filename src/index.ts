@@ -1,3 +1,4 @@
+export { type Gate, type GateOutcome, GateStage, type GateTicket, gate } from './dispatch/gate.js';
 export type {
   KeySnapshot,
   OriginObserver,

@@ -1,26 +1,19 @@
 import type { Dispatcher } from 'undici';
-import { breakerLayer } from './dispatch/breaker-handler.js';
-import { bulkheadLayer } from './dispatch/bulkhead-handler.js';
-import { type CoreLink, terminalLayer } from './dispatch/core-link.js';
-import type { Layer } from './dispatch/exchange.js';
 import type { KeySnapshot, PipelineObserver } from './dispatch/observer.js';
-import { retryLayer } from './dispatch/retry-handler.js';
+import { compilePlan, isStage, type Stage } from './dispatch/plan.js';
 import { type KeyFunction, Runtime } from './dispatch/runtime.js';
-import { standardShape, standardShapeLayer } from './dispatch/standard-shape.js';
-import { timeoutLayer } from './dispatch/timeout-handler.js';
 import type { DispatchFn, DispatchOptions } from './dispatch/types.js';
 import type { CircuitState } from './errors.js';
 import { InvalidOptionError } from './errors.js';
 import { policyNow } from './internal/clock.js';
+import type { Disposable } from './internal/event.js';
 import { knownKeys, optionalFunction, optionalObject } from './internal/validate.js';
 import { sanitizeOrigin } from './metrics/labels.js';
 import { BulkheadStage } from './policies/bulkhead.js';
 import { CircuitBreakerStage } from './policies/circuit-breaker.js';
-import { DEFAULT_RETRY_STATUSES, RetryStage } from './policies/retry.js';
-import { TimeoutStage } from './policies/timeout.js';
+import { RetryStage } from './policies/retry.js';
 
-/** Any stage a pipeline accepts. */
-export type Stage = TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage;
+export type { Stage };
 
 export interface PipelineOptions {
   /** Receives the pipeline's events and reads its state at scrape time, e.g. `prometheusMetrics()`. */
@@ -68,7 +61,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     if (!isStage(stage))
       throw new InvalidOptionError(
         `stages[${i}]`,
-        'a stage made by bulkhead(), timeout(), retry() or circuitBreaker()',
+        'a stage made by bulkhead(), timeout(), retry(), circuitBreaker() or gate()',
         stage,
       );
   });
@@ -87,11 +80,12 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     );
   }
   const frozen = Object.freeze([...stages]);
-  const buildStages = (core: CoreLink): Layer => buildLayers(frozen, core);
+  const plan = compilePlan(frozen);
   const runtimes = new Set<Runtime>();
+  const subscriptions: Disposable[] = [];
 
   const interceptor = ((dispatch: Dispatcher['dispatch']) => {
-    const runtime = new Runtime(dispatch as DispatchFn, buildStages, key, metrics, (r) => runtimes.delete(r));
+    const runtime = new Runtime(dispatch as DispatchFn, plan, key, metrics, (r) => runtimes.delete(r));
     runtimes.add(runtime);
     const dispatchFn = runtime.dispatch as Dispatcher['dispatch'] & { [kRuntime]?: Runtime };
     dispatchFn[kRuntime] = runtime;
@@ -101,10 +95,16 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
   Object.defineProperties(interceptor, {
     stages: { value: frozen, enumerable: true },
     health: { value: () => health(frozen) },
-    close: { value: async () => void (await Promise.all([...runtimes].map((r) => r.close()))) },
+    close: {
+      value: async () => {
+        await Promise.all([...runtimes].map((r) => r.close()));
+        for (const subscription of subscriptions.splice(0)) subscription.dispose();
+      },
+    },
     destroy: {
       value: (error?: Error) => {
         for (const runtime of runtimes) runtime.destroy(error);
+        for (const subscription of subscriptions.splice(0)) subscription.dispose();
       },
     },
   });
@@ -114,9 +114,15 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     // reset, restore) are counted as well as those a request caused.
     for (const stage of frozen) {
       if (stage instanceof CircuitBreakerStage && !alreadyCounting(stage, metrics)) {
-        stage.onStateChange(({ key: k, to }) =>
+        const subscription = stage.onStateChange(({ key: k, to }) =>
           metrics.origin(originLabel(k, key !== undefined)).circuitTransition(to),
         );
+        subscriptions.push({
+          dispose: () => {
+            subscription.dispose();
+            countedTransitions.get(stage)?.delete(metrics);
+          },
+        });
       }
     }
   }
@@ -126,49 +132,6 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
 /** The runtime behind a dispatch function made by a pipeline interceptor (for `resilient()`). */
 export function runtimeOf(dispatch: unknown): Runtime | undefined {
   return (dispatch as { [kRuntime]?: Runtime } | null)?.[kRuntime];
-}
-
-function isStage(value: unknown): value is Stage {
-  return (
-    value instanceof TimeoutStage ||
-    value instanceof RetryStage ||
-    value instanceof CircuitBreakerStage ||
-    value instanceof BulkheadStage
-  );
-}
-
-/**
- * The dispatch step of the whole pipeline, down to the real dispatcher. The standard shape runs
- * fused (standard-shape.ts); any other is built stage by stage, wrapping the terminal step from
- * the innermost stage out, so the first stage listed runs first.
- */
-function buildLayers(stages: readonly Stage[], core: CoreLink): Layer {
-  // A breaker counts the statuses the retry stage treats as failures (or the default ones).
-  const retryStage = stages.find((s): s is RetryStage => s instanceof RetryStage);
-  const failureStatus = retryStage?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES);
-  const shape = standardShape(stages);
-  if (shape !== null) return standardShapeLayer(shape, core, failureStatus);
-  const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
-  let layer = terminalLayer(core);
-  for (let i = stages.length - 1; i >= 0; i--) {
-    const stage = stages[i]!;
-    if (stage instanceof TimeoutStage) {
-      layer = timeoutLayer(stage, retryIndex !== -1 && retryIndex < i ? 'attempt' : 'total', layer);
-    } else if (stage instanceof RetryStage) {
-      layer = retryLayer(stage, layer);
-    } else if (stage instanceof CircuitBreakerStage) {
-      layer = breakerLayer(stage, failureStatus, layer);
-    } else {
-      layer = bulkheadLayer(stage, layer);
-    }
-  }
-  return layer;
-}
-
-function statusTable(statuses: readonly number[]): boolean[] {
-  const table: boolean[] = new Array(600).fill(false);
-  for (const status of statuses) table[status] = true;
-  return table;
 }
 
 function collectKeys(stages: readonly Stage[]): Map<string, KeyHealth> {

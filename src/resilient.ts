@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import { Dispatcher } from 'undici';
 import { isLegacyHandler, LegacyHandlerAdapter } from './dispatch/legacy-handler.js';
 import { ownOption, readOption } from './dispatch/own-option.js';
@@ -19,6 +20,10 @@ export class ResilientDispatcher extends Dispatcher {
   readonly #runtime: Runtime | undefined;
   #closing: Promise<void> | null = null;
 
+  /**
+   * @param inner - the dispatcher to wrap; its events, `stats`, `closed`, `destroyed` and the
+   *   options undici's WebSocket and EventSource read from it are this dispatcher's own.
+   */
   constructor(
     inner: Dispatcher,
     interceptor: ResilienceInterceptor | Dispatcher.DispatcherComposeInterceptor,
@@ -38,6 +43,39 @@ export class ResilientDispatcher extends Dispatcher {
     const innerDispatch = (opts: DispatchOptions, handler: Handler): boolean => inner.dispatch(opts, handler);
     this.#dispatch = interceptor(innerDispatch as Dispatcher['dispatch']) as DispatchFn;
     this.#runtime = runtimeOf(this.#dispatch);
+    // A wrapper is faithful: code listening for the pool's events on the wrapper hears them.
+    const source = inner as unknown as EventEmitter;
+    const target = this as unknown as EventEmitter;
+    for (const event of FORWARDED_EVENTS)
+      source.on(event, (...args: unknown[]) => target.emit(event, ...args));
+  }
+
+  /** The wrapped dispatcher's connection statistics (an Agent's per origin, a Pool's, …). */
+  get stats(): unknown {
+    return (this.#inner as { stats?: unknown }).stats;
+  }
+
+  /** Whether the wrapped dispatcher was closed. */
+  get closed(): boolean {
+    return (this.#inner as { closed?: boolean }).closed === true;
+  }
+
+  /** Whether the wrapped dispatcher was destroyed. */
+  get destroyed(): boolean {
+    return (this.#inner as { destroyed?: boolean }).destroyed === true;
+  }
+
+  /**
+   * The WebSocket limits of the wrapped dispatcher (`maxPayloadSize`, …): undici's WebSocket reads
+   * them from the dispatcher it is given, so a wrapper that hid them would lift every limit.
+   */
+  get webSocketOptions(): unknown {
+    return (this.#inner as { webSocketOptions?: unknown }).webSocketOptions;
+  }
+
+  /** The EventSource settings of the wrapped dispatcher, read by undici's EventSource. */
+  get eventSourceOptions(): unknown {
+    return (this.#inner as { eventSourceOptions?: unknown }).eventSourceOptions;
   }
 
   /** The dispatcher underneath. */
@@ -89,6 +127,9 @@ export class ResilientDispatcher extends Dispatcher {
     done.then(cb, cb);
   }
 }
+
+/** The events a Dispatcher emits about its connections; re-emitted by the wrapper. */
+const FORWARDED_EVENTS = ['connect', 'disconnect', 'connectionError', 'drain'] as const;
 
 /** Wraps `dispatcher` in `interceptor` (a pipeline) and returns a Dispatcher to use in its place. */
 export function resilient(

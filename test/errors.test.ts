@@ -42,14 +42,18 @@ describe('errors', () => {
     assert.equal(isTimeoutError(a), false);
   });
 
-  test('instanceof works across two copies of the class (brand, not identity)', () => {
+  test('instanceof works across two copies of the class and after renaming (brand, not identity or name)', () => {
     // A second copy of the package would define its own class with the same name and brand.
-    class CircuitOpenErrorCopy extends Error {
+    // Its name is irrelevant (a minifier renames it): the brands are what is compared.
+    class Renamed extends Error {
       get [Symbol.for('breakwater.error')]() {
         return true;
       }
+      get [Symbol.for('breakwater.error.circuit-open')]() {
+        return true;
+      }
     }
-    Object.defineProperty(CircuitOpenErrorCopy, 'name', { value: 'CircuitOpenError' });
+    const CircuitOpenErrorCopy = Renamed;
     const foreign = new CircuitOpenErrorCopy('x');
     assert.ok(foreign instanceof CircuitOpenError);
     assert.ok(foreign instanceof ResilienceError);

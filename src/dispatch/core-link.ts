@@ -1,52 +1,67 @@
-import { AttemptRecorder } from './attempt-recorder.js';
-import { CoreBridge } from './core-bridge.js';
-import type { Layer } from './exchange.js';
-import type { DispatchFn, Handler } from './types.js';
-import { CORE_SPEAKS_LEGACY } from './undici-version.js';
+import { Agent } from 'undici';
+import type { DispatchFn } from './types.js';
 
 /**
- * The real dispatcher under one pipeline, and which handler API to speak to it. On undici 7 that
- * is the legacy API its core runs, so no UnwrapHandler sits in between; if the dispatcher turns
- * out to reject legacy handlers (an undici 8 dispatcher handed to a process that resolved undici
- * 7), `legacy` turns false for good and every later attempt speaks the current API.
+ * The real dispatcher under one pipeline, and which handler API to speak to it.
+ *
+ * undici 7's core runs the legacy handler API (onConnect, onHeaders, …) and converts a
+ * current-API handler at its door; undici 8 runs the current API and has no legacy one. Speaking
+ * the core's own API saves that conversion on every attempt, so attempts start in the API the
+ * undici this package loaded speaks, found by trying it once (speaksLegacy), and switch for good
+ * if this particular dispatcher refuses it (one from another copy of undici).
  */
 export class CoreLink {
   readonly dispatch: DispatchFn;
   /** Attempts are timed to their response headers (metrics are on). */
   readonly record: boolean;
-  legacy = CORE_SPEAKS_LEGACY;
+  legacy = speaksLegacy();
 
   constructor(dispatch: DispatchFn, record: boolean) {
     this.dispatch = dispatch;
     this.record = record;
   }
+
+  /**
+   * Whether `err`, thrown by dispatch() for a legacy handler, means the dispatcher does not take
+   * legacy handlers; if so, later attempts speak the current API. A dispatcher that takes them
+   * reports a failure through the handler's onError and never throws; one that refuses them throws
+   * undici's InvalidArgumentError before calling the handler at all (`called`: it did).
+   */
+  refusedLegacy(err: unknown, called: boolean): boolean {
+    if (called || (err as { code?: unknown } | null)?.code !== 'UND_ERR_INVALID_ARG') return false;
+    this.legacy = false;
+    return true;
+  }
 }
 
-/** undici 8 refuses a handler without the current API before it calls any of its methods. */
-export function rejectsLegacyHandlers(err: unknown): boolean {
-  return (
-    (err as { code?: string })?.code === 'UND_ERR_INVALID_ARG' &&
-    /onRequestStart|onResponse/.test(String((err as Error).message))
-  );
-}
+let legacyCore: boolean | undefined;
 
 /**
- * The innermost step of a pipeline built stage by stage: hands the attempt to the real dispatcher
- * through a CoreBridge (legacy API) or, failing that, as it is. With metrics on, the attempt is
- * timed (by the bridge, or by an AttemptRecorder).
+ * Whether the undici this package loaded runs the legacy handler API, found by behaviour rather
+ * than by a version number (a bundle has no package.json to read): a request that fails at once
+ * is reported to a legacy handler's onError by undici 7, and thrown by undici 8, which cannot call
+ * a handler without onResponseError. No connection is made; the Agent holds nothing.
  */
-export function terminalLayer(core: CoreLink): Layer {
-  const { dispatch, record } = core;
-  return function send(opts, handler, ex) {
-    if (core.legacy) {
-      try {
-        dispatch(opts, new CoreBridge(handler, record ? ex : null) as unknown as Handler);
-        return;
-      } catch (err) {
-        if (!rejectsLegacyHandlers(err)) throw err;
-        core.legacy = false;
-      }
-    }
-    dispatch(opts, record ? new AttemptRecorder(handler, ex) : handler);
+export function speaksLegacy(): boolean {
+  if (legacyCore !== undefined) return legacyCore;
+  let reported = false;
+  const probe = {
+    onConnect() {},
+    onHeaders: () => true,
+    onData: () => true,
+    onComplete() {},
+    onError() {
+      reported = true;
+    },
   };
+  const agent = new Agent();
+  try {
+    // No origin: every undici refuses this before touching the network.
+    agent.dispatch({ path: '/', method: 'GET' } as never, probe as never);
+  } catch {
+    // undici 8: thrown, not reported.
+  }
+  void agent.close().catch(() => {});
+  legacyCore = reported;
+  return legacyCore;
 }

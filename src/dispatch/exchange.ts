@@ -1,9 +1,27 @@
-import { BulkheadRejectedError, CircuitOpenError, TimeoutError } from '../errors.js';
-import { isCallerAbort, isTransientNetworkError, statusClass } from '../http/classify.js';
-import { monotonicNow } from '../internal/clock.js';
+import { BulkheadRejectedError, CircuitOpenError, ResilienceError, TimeoutError } from '../errors.js';
+import { isReplayableBody } from '../http/body.js';
+import {
+  errorStatus,
+  isCallerAbort,
+  isConnectFailure,
+  isTransientNetworkError,
+  statusClass,
+} from '../http/classify.js';
+import { isReplayableHeaders, requestHeader } from '../http/headers.js';
+import { hasIdempotencyKey } from '../http/idempotency.js';
+import { parseRetryAfter } from '../http/retry-after.js';
+import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
+import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
+import type { BackoffStep } from '../policies/backoff.js';
+import type { GiveUpReason } from '../policies/retry.js';
+import type { RetryBudget } from '../policies/retry-budget.js';
+import { type Attempt, newAttempt } from './attempt.js';
+import type { CoreLink } from './core-link.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
-import type { OriginObserver, RequestOutcome, StatusClass } from './observer.js';
+import type { OriginObserver, RequestOutcome, RetryReason, StatusClass } from './observer.js';
+import { Passage, type TimeoutStep } from './passage.js';
+import type { Plan } from './plan.js';
 import type { Controller, DispatchOptions, Handler, Headers, RequestOverrides } from './types.js';
 
 /** Where an exchange reports that it has settled (the pipeline runtime). */
@@ -11,49 +29,76 @@ export interface ExchangeOwner {
   settled(ex: Exchange): void;
 }
 
+const EMPTY_CONTEXT = Object.freeze({});
+
 /**
- * One logical request as it travels through the stages: what every stage needs to know about it,
- * resolved once at the door. Attempts share it; a retry stage bumps `attempt`.
+ * One logical request: the one object that owns it from the caller's dispatch to its last
+ * callback. It is
+ * - the controller handed to the caller (abort, pause, resume, raw headers);
+ * - the ticket of the gates before the retry stage, and the holder of the total deadline;
+ * - the attempt policy: it launches attempts, decides at each response or failure whether it is
+ *   the answer or worth another attempt (retryable outcome, safe to repeat, attempts, Retry-After,
+ *   deadline, budget), and waits out the backoff;
+ * - the one place the caller's handler is called from: exactly one onResponseStart and exactly
+ *   one ending, whatever the attempts do.
  *
- * It is also the outermost handler, between the stages and the caller's handler: it remembers the
- * controller given to the caller (so `destroy()` can abort the exchange), and when the exchange
- * settles it tells its owner and records the request's outcome. One object per request serves
- * all of that.
+ * It keeps a list of its unfinished attempts (in flight, or draining a discarded response), so
+ * several can be in flight at once and an ending aborts them all.
  */
-export class Exchange implements Handler {
+export class Exchange extends Passage implements Controller {
   readonly key: string;
   readonly method: string;
   readonly overrides: RequestOverrides | undefined;
   readonly observer: OriginObserver | undefined;
+  readonly attempt = 0;
   /** Monotonic ms (internal/clock.ts) when the caller dispatched. */
   readonly startedAt: number;
-  /**
-   * Monotonic ms when the current dispatch step began: the caller's dispatch, a bulkhead
-   * admission, or a retry's launch. Stages read it instead of the clock while they pass the request
-   * inward (see internal/clock.ts); it is never a response's time.
-   */
-  dispatchTime: number;
-  /** Monotonic ms by which an enclosing total timeout fires; Infinity when none. */
+  /** Monotonic ms by which a total timeout fires; Infinity when none. */
   deadline = Number.POSITIVE_INFINITY;
-  /** Attempts started so far (1 for the first). */
-  attempt = 0;
-
+  /** Attempts launched so far. */
+  attempts = 0;
+  /**
+   * The dispatcher answered an attempt's dispatch() with false (busy: wait for its 'drain'), as
+   * the caller's dispatch() returns it. Written by the attempts.
+   */
+  innerBusy = false;
   // Links of the owner's list of live exchanges, so close()/destroy() can find them.
   livePrev: Exchange | null = null;
   liveNext: Exchange | null = null;
-  /** The controller handed to the caller; destroy() aborts through it. */
-  controller: Controller | null = null;
-  /** Set by destroy() when it ran before the controller existed. */
-  pendingAbort: Error | null = null;
 
+  readonly #plan: Plan;
+  readonly #core: CoreLink;
+  readonly #opts: DispatchOptions;
   readonly #handler: Handler;
   /** Our own legacy adapter reads the raw headers; any other handler gets them parsed. */
   readonly #wantsParsed: boolean;
   readonly #owner: ExchangeOwner;
-  #status = 0;
+  readonly #budget: RetryBudget | null;
+  readonly #maxAttempts: number;
+  /** Unfinished attempts, newest first. */
+  #attempts: Attempt | null = null;
+  /** The attempt whose response goes to the caller. */
+  #answer: Attempt | null = null;
+  /** The attempt whose headers the caller is reading now (raw headers come from it). */
+  #reporting: Attempt | null = null;
+  #stepAt: number;
+  #timer: NodeJS.Timeout | null = null;
+  /** Monotonic ms at which the scheduled attempt is due. */
+  #retryAt = 0;
+  #step: BackoffStep | null = null;
+  #done = false;
   #settled = false;
+  /** The caller has heard the ending. */
+  #told = false;
+  #aborted = false;
+  #paused = false;
+  #reason: Error | null = null;
+  #status = 0;
 
   constructor(
+    plan: Plan,
+    core: CoreLink,
+    opts: DispatchOptions,
     method: string,
     overrides: RequestOverrides | undefined,
     key: string,
@@ -62,6 +107,10 @@ export class Exchange implements Handler {
     owner: ExchangeOwner,
     startedAt: number,
   ) {
+    super(plan.requestSteps, plan.failureStatus);
+    this.#plan = plan;
+    this.#core = core;
+    this.#opts = opts;
     this.key = key;
     this.method = method;
     this.overrides = overrides;
@@ -70,83 +119,396 @@ export class Exchange implements Handler {
     this.#wantsParsed = !(handler instanceof LegacyHandlerAdapter);
     this.#owner = owner;
     this.startedAt = startedAt;
-    this.dispatchTime = startedAt;
+    this.#stepAt = startedAt;
+    const retry = plan.retry;
+    this.#budget = retry === null || retry.budgets === null ? null : retry.budgets.get(key);
+    this.#maxAttempts =
+      retry === null
+        ? 1
+        : overrides?.maxAttempts === undefined
+          ? retry.maxAttempts
+          : integer('breakwater.maxAttempts', overrides.maxAttempts, 1);
   }
 
-  onRequestStart(controller: Controller, context: unknown): void {
-    this.controller = controller;
-    this.#handler.onRequestStart?.(controller, context);
-    if (this.pendingAbort !== null) controller.abort(this.pendingAbort);
+  /** The caller has its answer (or its error); attempts may still be draining. */
+  get done(): boolean {
+    return this.#done;
   }
 
-  onResponseStart(
-    controller: Controller,
-    statusCode: number,
-    headers: Headers,
-    statusMessage?: string,
-  ): void {
+  get failureStatus(): readonly boolean[] {
+    return this.#plan.failureStatus;
+  }
+
+  header(name: string): string | undefined {
+    return requestHeader(this.#opts.headers, name);
+  }
+
+  /**
+   * Tells the caller the request started (so its abort reaches us), then enters the gates. Returns
+   * what dispatch() returns: false when the dispatcher said it is busy.
+   */
+  start(): boolean {
+    this.#handler.onRequestStart?.(this, EMPTY_CONTEXT);
+    if (!this.#done) this.proceed();
+    return !this.innerBusy;
+  }
+
+  // --- Controller, used by the caller -----------------------------------------------------------
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  get reason(): Error | null {
+    return this.#reason;
+  }
+
+  get rawHeaders(): Controller['rawHeaders'] {
+    return this.#reporting?.rawHeaders;
+  }
+
+  get rawTrailers(): Controller['rawTrailers'] {
+    return this.#reporting?.rawTrailers;
+  }
+
+  abort(reason?: Error): void {
+    if (this.#done) return;
+    this.#aborted = true;
+    this.#end(reason ?? new Error('aborted'), -1);
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#answer?.pause();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#answer?.resume();
+  }
+
+  // --- Passage ----------------------------------------------------------------------------------
+
+  protected stepTime(): number {
+    return this.#stepAt;
+  }
+
+  protected timeoutMs(step: TimeoutStep): number {
+    const override = this.overrides?.totalTimeout;
+    // Checked when used, as it comes per request: a bad value fails this request, naming it.
+    const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
+    const deadline = this.#stepAt + ms;
+    if (deadline < this.deadline) this.deadline = deadline;
+    return ms;
+  }
+
+  protected override resumed(): void {
+    const now = monotonicNow();
+    this.observer?.queueWaited((now - this.#stepAt) / 1000);
+    this.#stepAt = now;
+    this.proceed();
+  }
+
+  /** Past the gates before the retry stage: the first attempt goes. */
+  protected passed(): void {
+    this.#budget?.recordRequest(policyTime(this.#stepAt));
+    this.#launch(this.#stepAt);
+  }
+
+  /** A gate before the retry stage refused, or a total timeout fired. */
+  protected fail(error: Error, atStep: number): void {
+    if (!this.#done) this.#end(error, atStep);
+  }
+
+  // --- Reports from the attempts ------------------------------------------------------------------
+
+  attemptInformed(attempt: Attempt, statusCode: number, headers: Headers, statusMessage: string): void {
+    if (this.#done || this.#answer !== null) return;
+    this.#reporting = attempt;
+    this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
+  }
+
+  attemptResponded(attempt: Attempt, statusCode: number, headers: Headers, statusMessage: string): void {
+    if (this.#done) return;
+    const retry = this.#plan.retry;
+    if (retry !== null && retry.retryableStatus[statusCode] === true) {
+      const retryAfter = resolveHeaders(attempt, headers)['retry-after'];
+      const delay = this.#retryDelay(parseRetryAfter(retryAfter, Date.now()), 'status', statusCode);
+      if (delay >= 0) {
+        attempt.discard();
+        this.#schedule(delay, 'status', statusCode, undefined);
+        return;
+      }
+    }
+    this.#answer = attempt;
+    this.#reporting = attempt;
     this.#status = statusCode;
-    const parsed = this.#wantsParsed ? resolveHeaders(controller, headers) : headers;
-    this.#handler.onResponseStart?.(controller, statusCode, parsed, statusMessage);
+    attempt.forward();
+    this.responded(statusCode);
+    this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
   }
 
-  onResponseData(controller: Controller, chunk: Buffer): void {
-    this.#handler.onResponseData?.(controller, chunk);
-  }
-
-  onResponseEnd(controller: Controller, trailers: Headers): void {
-    // The caller hears exactly one ending, whatever a stage does after a failure of the caller's own.
-    if (!this.#settle()) return;
-    {
-      const observer = this.observer;
-      if (observer !== undefined) {
-        const status = this.#status;
-        observer.requestFinished(
-          this.method,
-          isFailureStatus(status) ? 'failure' : 'success',
-          statusClass(status),
-          (monotonicNow() - this.startedAt) / 1000,
-        );
+  attemptFailed(attempt: Attempt, error: Error): void {
+    this.#unlink(attempt);
+    if (this.#done) return;
+    const reason = this.#plan.retry === null ? null : failureKind(error, this.#plan.retry.retryableStatus);
+    if (reason !== null) {
+      // A request that never left (refused, connect timeout) is safe to repeat whatever its method.
+      const unsafe = this.#unsafeToRepeat(reason === 'network' && isConnectFailure(error));
+      const delay =
+        unsafe === null
+          ? this.#retryDelay(undefined, reason, errorStatus(error), error)
+          : this.#giveUp(unsafe, errorStatus(error), error);
+      if (delay >= 0) {
+        this.#schedule(delay, reason, errorStatus(error), error);
+        return;
       }
     }
-    this.#handler.onResponseEnd?.(
-      controller,
-      this.#wantsParsed ? resolveTrailers(controller, trailers) : trailers,
-    );
+    this.#finish(error, Number.POSITIVE_INFINITY);
+    this.#tellError(withAttempts(error, this.attempts));
   }
 
-  onResponseError(controller: Controller, error: Error): void {
-    if (!this.#settle()) return;
-    {
-      const observer = this.observer;
-      if (observer !== undefined) {
-        const callerAborted = this.controller?.aborted === true && this.controller.reason === error;
-        const kind = callerAborted ? 'aborted' : errorKind(error);
-        observer.requestFinished(
-          this.method,
-          outcomeOf(kind),
-          kind,
-          (monotonicNow() - this.startedAt) / 1000,
-        );
-      }
+  /** A discarded attempt finished draining (or was cut short). */
+  attemptFinished(attempt: Attempt): void {
+    this.#unlink(attempt);
+    this.#settleIfIdle();
+  }
+
+  forwardData(chunk: Buffer): void {
+    if (!this.#done) this.#handler.onResponseData?.(this, chunk);
+  }
+
+  forwardEnd(trailers: Headers): void {
+    const answer = this.#answer;
+    if (answer !== null) this.#unlink(answer);
+    if (this.#done) return;
+    this.#finish(null, Number.POSITIVE_INFINITY);
+    this.#recordOutcome(null);
+    this.#told = true;
+    this.#handler.onResponseEnd?.(this, this.#wantsParsed ? resolveTrailers(this, trailers) : trailers);
+    this.#settleIfIdle();
+  }
+
+  forwardError(error: Error): void {
+    const answer = this.#answer;
+    if (answer !== null) this.#unlink(answer);
+    if (this.#done) return;
+    this.#finish(error, Number.POSITIVE_INFINITY);
+    this.#tellError(error);
+  }
+
+  /** Fired by the backoff timer. */
+  retryNow(): void {
+    this.#timer = null;
+    if (this.#done) return;
+    const now = monotonicNow();
+    const remaining = this.#retryAt - now;
+    if (remaining >= 1) {
+      this.#timer = setTimeout(fireRetry, remaining, this);
+      return;
     }
-    this.#handler.onResponseError?.(controller, error);
+    this.#launch(now);
   }
 
-  #settle(): boolean {
-    if (this.#settled) return false;
+  // --- Inside -------------------------------------------------------------------------------------
+
+  #launch(now: number): void {
+    const n = ++this.attempts;
+    const factory = this.overrides?.body;
+    const opts =
+      factory !== undefined && (n > 1 || this.#opts.body == null)
+        ? { ...this.#opts, body: factory() }
+        : this.#opts;
+    const attempt = newAttempt(this, n, this.#plan.attemptSteps, this.#core, opts, now);
+    attempt.nextAttempt = this.#attempts;
+    this.#attempts = attempt;
+    attempt.start();
+  }
+
+  /**
+   * Ends the request with `error` decided here (the caller's abort, a total timeout, a refusal
+   * before the retry stage): every attempt is aborted first, so sockets are already being released
+   * when the caller hears.
+   */
+  #end(error: Error, atStep: number): void {
+    this.#reason = error;
+    this.#finish(error, atStep);
+    // Detached first: an aborted attempt that was draining reports back, which unlinks it.
+    let attempt = this.#attempts;
+    this.#attempts = null;
+    while (attempt !== null) {
+      const next = attempt.nextAttempt;
+      attempt.nextAttempt = null;
+      attempt.abort(error);
+      attempt = next;
+    }
+    this.#tellError(error);
+  }
+
+  /** Marks the request done, clears the backoff timer and lets go of the gates and deadlines. */
+  #finish(error: Error | null, atStep: number): void {
+    this.#done = true;
+    // Cancels a backoff at once: cockatiel's retry sleep would ignore the signal, ours is a timer we own.
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    this.ended = true;
+    this.releaseSteps(error, atStep);
+  }
+
+  #tellError(error: Error): void {
+    this.#recordOutcome(error);
+    this.#told = true;
+    this.#handler.onResponseError?.(this, error);
+    this.#settleIfIdle();
+  }
+
+  #recordOutcome(error: Error | null): void {
+    const observer = this.observer;
+    if (observer === undefined) return;
+    const seconds = (monotonicNow() - this.startedAt) / 1000;
+    if (error === null) {
+      const status = this.#status;
+      const failed = this.#plan.failureStatus[status] === true;
+      observer.requestFinished(this.method, failed ? 'failure' : 'success', statusClass(status), seconds);
+    } else {
+      const kind = this.#aborted && this.#reason === error ? 'aborted' : errorKind(error);
+      observer.requestFinished(this.method, outcomeOf(kind), kind, seconds);
+    }
+  }
+
+  /** The owner forgets the request once the caller heard its ending and no attempt still drains. */
+  #settleIfIdle(): void {
+    if (!this.#told || this.#attempts !== null || this.#settled) return;
     this.#settled = true;
     this.#owner.settled(this);
-    return true;
+  }
+
+  #unlink(attempt: Attempt): void {
+    if (this.#attempts === attempt) {
+      this.#attempts = attempt.nextAttempt;
+    } else {
+      for (let a = this.#attempts; a !== null; a = a.nextAttempt) {
+        if (a.nextAttempt === attempt) {
+          a.nextAttempt = attempt.nextAttempt;
+          break;
+        }
+      }
+    }
+    attempt.nextAttempt = null;
+  }
+
+  #parsed(headers: Headers): Headers {
+    return this.#wantsParsed ? resolveHeaders(this, headers) : headers;
+  }
+
+  /**
+   * Why repeating this request is unsafe, or null when it is safe. Worked out when a repeat is
+   * considered rather than for every request: on Node 20 each read of `opts` misses V8's caches
+   * (see own-option.ts), and most requests never fail.
+   */
+  #unsafeToRepeat(neverLeft: boolean): GiveUpReason | null {
+    const overrides = this.overrides;
+    // The body can be sent again: absent, bytes, or made afresh by a factory. So must the
+    // headers be, even when the request never left: undici has read them already.
+    if (overrides?.body === undefined && !isReplayableBody(this.#opts.body)) return 'not-replayable';
+    if (!isReplayableHeaders(this.#opts.headers)) return 'not-replayable';
+    if (neverLeft) return null;
+    // The method, an Idempotency-Key header or the caller's opt-in makes a repeat safe.
+    const idempotent =
+      this.#plan.retry!.methods.has(this.method) ||
+      overrides?.idempotent === true ||
+      hasIdempotencyKey(this.#opts.headers);
+    return idempotent ? null : 'not-idempotent';
+  }
+
+  /**
+   * The wait before the next attempt in ms, or -1 when the outcome goes to the caller instead:
+   * attempts used up, unsafe to repeat, Retry-After beyond its cap or past the deadline, or
+   * the budget spent.
+   */
+  #retryDelay(
+    retryAfter: number | undefined,
+    reason: RetryReason,
+    statusCode?: number,
+    error?: Error,
+  ): number {
+    const retry = this.#plan.retry!;
+    if (reason === 'status') {
+      const unsafe = this.#unsafeToRepeat(false);
+      if (unsafe !== null) return this.#giveUp(unsafe, statusCode, error);
+    }
+    if (this.attempts >= this.#maxAttempts) return this.#giveUp('attempts', statusCode, error);
+    if (retryAfter !== undefined && retryAfter > retry.maxRetryAfter) {
+      return this.#giveUp('retry-after', statusCode, error);
+    }
+    const step = this.#step === null ? retry.backoff.first() : this.#step.next();
+    this.#step = step;
+    const delay = Math.min(Math.max(step.delay, retryAfter ?? 0), MAX_TIMER_MS);
+    if (monotonicNow() + delay >= this.deadline) return this.#giveUp('deadline', statusCode, error);
+    if (this.#budget !== null && !this.#budget.tryWithdraw(policyNow())) {
+      this.observer?.retryBudgetExhausted();
+      return this.#giveUp('budget', statusCode, error);
+    }
+    return delay;
+  }
+
+  #giveUp(reason: GiveUpReason, statusCode: number | undefined, error: Error | undefined): -1 {
+    const events = this.#plan.retry!.giveUpEvents;
+    if (events.hasListeners) {
+      events.emit({ key: this.key, attempts: this.attempts, reason, statusCode, error });
+    }
+    return -1;
+  }
+
+  #schedule(
+    delay: number,
+    reason: RetryReason,
+    statusCode: number | undefined,
+    error: Error | undefined,
+  ): void {
+    this.observer?.retryScheduled(reason);
+    const events = this.#plan.retry!.retryEvents;
+    if (events.hasListeners) {
+      events.emit({ key: this.key, attempt: this.attempts, delay, reason, statusCode, error });
+    }
+    this.#retryAt = monotonicNow() + delay;
+    // Not unref'd, unlike every other timer here: during a backoff nothing else may keep the
+    // process alive (undici unrefs idle sockets), and a process that exits mid-retry loses the
+    // request silently. The timer is cleared whenever the request settles, aborts or is destroyed.
+    this.#timer = setTimeout(fireRetry, delay, this);
   }
 }
 
-/** A stage's dispatch step: runs `opts` for `ex` and reports to `handler` (undici's current API). */
-export type Layer = (opts: DispatchOptions, handler: Handler, ex: Exchange) => void;
+function fireRetry(ex: Exchange): void {
+  ex.retryNow();
+}
 
-/** Statuses that count as the upstream failing the request (the default retryable ones and 5xx). */
-function isFailureStatus(status: number): boolean {
-  return status >= 500 || status === 429 || status === 408;
+/**
+ * The kind of failure if `error` is one a repeat can fix: a transient network error, an attempt
+ * timeout, or an error that carries a retryable HTTP status (undici's responseError interceptor
+ * composed inside). The library's own refusals (bulkhead full, circuit open) are answers, not
+ * accidents, and a caller's abort is the caller's decision.
+ */
+function failureKind(error: Error, retryableStatus: readonly boolean[]): RetryReason | null {
+  if (error instanceof TimeoutError) return 'timeout';
+  if (error instanceof ResilienceError || isCallerAbort(error)) return null;
+  const status = errorStatus(error);
+  if (status !== undefined) return retryableStatus[status] === true ? 'status' : null;
+  return isTransientNetworkError(error) ? 'network' : null;
+}
+
+/** Adds the number of attempts made to the error the caller gets, keeping the error itself. */
+function withAttempts(error: Error, attempts: number): Error {
+  if (typeof error === 'object' && error !== null && Object.isExtensible(error)) {
+    (error as Error & { attempts?: number }).attempts = attempts;
+  }
+  return error;
 }
 
 /** The `status_class` of an error: which kind of thing ended the attempt or request. */

@@ -37,8 +37,10 @@ export class LegacyHandlerAdapter implements Handler {
     statusMessage?: string,
   ): void {
     const raw = (controller as { rawHeaders?: Buffer[] | null }).rawHeaders ?? toRawHeaders(headers);
-    if (this.#handler.onHeaders?.(statusCode, raw, this.#resume, statusMessage ?? '') === false)
-      controller.pause();
+    const more = this.#handler.onHeaders?.(statusCode, raw, this.#resume, statusMessage ?? '');
+    // An informational response (103) asks for nothing: undici's fetch answers it with false, and
+    // undici's core, like this adapter, ignores the value for a status below 200.
+    if (more === false && statusCode >= 200) controller.pause();
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {

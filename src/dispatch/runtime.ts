@@ -2,9 +2,10 @@ import { errors } from 'undici';
 import { monotonicNow } from '../internal/clock.js';
 import { sanitizeOrigin } from '../metrics/labels.js';
 import { CoreLink } from './core-link.js';
-import { Exchange, type ExchangeOwner, type Layer } from './exchange.js';
+import { Exchange, type ExchangeOwner } from './exchange.js';
 import type { OriginObserver, PipelineObserver } from './observer.js';
 import { ownOption, readOption } from './own-option.js';
+import type { Plan } from './plan.js';
 import type { Controller, DispatchFn, DispatchOptions, Handler } from './types.js';
 
 export type KeyFunction = (opts: DispatchOptions) => string;
@@ -12,12 +13,13 @@ export type KeyFunction = (opts: DispatchOptions) => string;
 /**
  * One pipeline bound to one downstream `dispatch`: the door every request comes through. It
  * resolves the request's key and metrics handle once, keeps the live exchanges in an intrusive
- * list (so `close()` can wait for them and `destroy()` can abort them), and starts the stages.
+ * list (so `close()` can wait for them and `destroy()` can abort them), and starts each one.
  */
 export class Runtime implements ExchangeOwner {
   readonly dispatch: DispatchFn;
   readonly #downstream: DispatchFn;
-  readonly #stages: Layer;
+  readonly #plan: Plan;
+  readonly #core: CoreLink;
   readonly #key: KeyFunction | undefined;
   readonly #observer: PipelineObserver | undefined;
   /** Tells the pipeline this runtime is done, so it stops holding it (and its dispatcher). */
@@ -37,7 +39,7 @@ export class Runtime implements ExchangeOwner {
 
   constructor(
     downstream: DispatchFn,
-    buildStages: (core: CoreLink) => Layer,
+    plan: Plan,
     key: KeyFunction | undefined,
     observer: PipelineObserver | undefined,
     retire: (runtime: Runtime) => void,
@@ -46,7 +48,8 @@ export class Runtime implements ExchangeOwner {
     this.#downstream = downstream;
     this.#key = key;
     this.#observer = observer;
-    this.#stages = buildStages(new CoreLink(downstream, observer !== undefined));
+    this.#plan = plan;
+    this.#core = new CoreLink(downstream, observer !== undefined);
     const runtime = this;
     // undici's compose() checks that an interceptor's dispatch declares exactly two parameters.
     this.dispatch = function breakwaterDispatch(opts: DispatchOptions, handler: Handler): boolean {
@@ -69,7 +72,7 @@ export class Runtime implements ExchangeOwner {
   start(opts: DispatchOptions, handler: Handler, method: string): boolean {
     if (this.#destroyed !== null || this.#closed) {
       failAtOnce(handler, this.#destroyed ?? new errors.ClientClosedError());
-      return false;
+      return true;
     }
     const givenOrigin = readOption(opts, 'origin');
     // Only a string is taken as unchanged when equal: a URL object may have been edited since.
@@ -84,30 +87,38 @@ export class Runtime implements ExchangeOwner {
       key = this.#key === undefined ? origin : this.#key(opts);
     } catch (err) {
       failAtOnce(handler, err as Error);
-      return false;
+      // As undici's own dispatchers do: false would make a Pool wait for a 'drain' that never comes.
+      return true;
     }
     const observer = this.#observer === undefined ? undefined : this.#observerFor(origin);
-    const ex = new Exchange(
-      method,
-      ownOption(opts, 'breakwater'),
-      key,
-      observer,
-      handler,
-      this,
-      monotonicNow(),
-    );
+    let ex: Exchange;
+    try {
+      ex = new Exchange(
+        this.#plan,
+        this.#core,
+        opts,
+        method,
+        ownOption(opts, 'breakwater'),
+        key,
+        observer,
+        handler,
+        this,
+        monotonicNow(),
+      );
+    } catch (err) {
+      // A bad per-request override: this request fails, naming it.
+      failAtOnce(handler, err as Error);
+      // As undici's own dispatchers do: false would make a Pool wait for a 'drain' that never comes.
+      return true;
+    }
     this.#link(ex);
     try {
-      this.#stages(opts, ex, ex);
+      return ex.start();
     } catch (err) {
-      // A throw out of the stages (a caller's handler that threw, a bad per-request override):
-      // end the exchange, and abort what the stages may have started (a timer, a slot) through
-      // its controller. A caller that heard nothing yet hears onRequestStart first, as usual.
-      if (ex.controller === null) ex.onRequestStart(DEAD_CONTROLLER, {});
-      else ex.controller.abort(err as Error);
-      ex.onResponseError(DEAD_CONTROLLER, err as Error);
+      // A caller's handler that threw: end the exchange, aborting whatever it started.
+      if (!ex.done) ex.abort(err as Error);
+      return true;
     }
-    return true;
   }
 
   /**
@@ -146,10 +157,7 @@ export class Runtime implements ExchangeOwner {
     // that fails at once), which would cut a walk along the live links short.
     const live: Exchange[] = [];
     for (let ex = this.#head; ex !== null; ex = ex.liveNext) live.push(ex);
-    for (const ex of live) {
-      if (ex.controller === null) ex.pendingAbort = error;
-      else ex.controller.abort(error);
-    }
+    for (const ex of live) ex.abort(error);
     this.#retire(this);
   }
 

@@ -6,7 +6,7 @@
  * Node's socket errors, undici's errors and `fetch`'s `TypeError('fetch failed', { cause })`.
  */
 
-import { ResilienceError } from '../errors.js';
+import { ResilienceError, TimeoutError } from '../errors.js';
 
 /**
  * Error codes of failures a repeat can fix: the connection or the network misbehaved, not the
@@ -100,9 +100,73 @@ export function errorCode(err: unknown, codes: ReadonlySet<string>): string | un
   return found === undefined ? undefined : (found as { code: string }).code;
 }
 
+/**
+ * Node's code for an HTTP/2 stream the peer reset (RST_STREAM). Which reset it was is only in the
+ * message, as the RFC 9113 error name: Node puts nothing else on the error.
+ */
+const HTTP2_STREAM_ERROR = 'ERR_HTTP2_STREAM_ERROR';
+
+/**
+ * The RFC 9113 error name of an HTTP/2 stream reset in `err`'s cause chain (`NGHTTP2_REFUSED_STREAM`,
+ * `NGHTTP2_INTERNAL_ERROR`, …), or undefined. Node names it in the message of its
+ * ERR_HTTP2_STREAM_ERROR ("Stream closed with error code NGHTTP2_…"), its only carrier; the name
+ * is nghttp2's constant, not prose.
+ */
+export function http2ResetCode(err: unknown): string | undefined {
+  const found = findCoded(err, HTTP2_CODES, 0) as { message?: unknown } | undefined;
+  if (found === undefined || typeof found.message !== 'string') return undefined;
+  return /\bNGHTTP2_[A-Z_]+\b/.exec(found.message)?.[0];
+}
+
+const HTTP2_CODES: ReadonlySet<string> = new Set([HTTP2_STREAM_ERROR]);
+
+/**
+ * HTTP/2 resets a repeat can fix: the stream was refused before processing (RFC 9113 §8.7), the
+ * peer failed internally, or it is shedding load.
+ */
+const TRANSIENT_HTTP2_RESETS: ReadonlySet<string> = new Set([
+  'NGHTTP2_REFUSED_STREAM',
+  'NGHTTP2_INTERNAL_ERROR',
+  'NGHTTP2_ENHANCE_YOUR_CALM',
+]);
+
 /** True when a transient network failure (see {@link TRANSIENT_NETWORK_CODES}) caused `err`. */
 export function isTransientNetworkError(err: unknown): boolean {
-  return findCoded(err, TRANSIENT_NETWORK_CODES, 0) !== undefined;
+  if (findCoded(err, TRANSIENT_NETWORK_CODES, 0) !== undefined) return true;
+  const reset = http2ResetCode(err);
+  return reset !== undefined && TRANSIENT_HTTP2_RESETS.has(reset);
+}
+
+/**
+ * The HTTP status an error carries, as undici's `ResponseError` (code `UND_ERR_RESPONSE`) does when
+ * its responseError interceptor turns a response into an error: such an error is classified by
+ * that status, like the response it stands for.
+ */
+export function errorStatus(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const status = (err as { statusCode?: unknown }).statusCode;
+  return typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599
+    ? status
+    : undefined;
+}
+
+/**
+ * Whether an attempt that ended in `error` failed because of the upstream: a network error, a
+ * timeout of this very attempt, or an error carrying a status in `failureStatus`. A timeout coming
+ * from outside (`fromInside` false) counts only when it is an attempt timeout; a total timeout, a
+ * caller's abort or the library's own refusals are nobody's verdict on the upstream.
+ */
+export function isUpstreamFailure(
+  error: Error | null,
+  fromInside: boolean,
+  failureStatus?: readonly boolean[],
+): boolean {
+  if (error === null) return false;
+  if (error instanceof TimeoutError) return fromInside || error.scope === 'attempt';
+  if (error instanceof ResilienceError || isCallerAbort(error)) return false;
+  const status = errorStatus(error);
+  if (status !== undefined) return failureStatus?.[status] === true;
+  return isTransientNetworkError(error);
 }
 
 /**
@@ -111,6 +175,8 @@ export function isTransientNetworkError(err: unknown): boolean {
  * proof: EHOSTUNREACH from a `write` came after bytes may have been sent.
  */
 export function isConnectFailure(err: unknown): boolean {
+  // A refused HTTP/2 stream was provably not processed (RFC 9113 §8.7).
+  if (http2ResetCode(err) === 'NGHTTP2_REFUSED_STREAM') return true;
   const found = findCoded(err, CONNECT_FAILURE_CODES, 0);
   if (found === undefined) return false;
   const syscall = (found as { syscall?: unknown }).syscall;

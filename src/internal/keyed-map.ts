@@ -62,12 +62,27 @@ export class KeyedMap<V> {
     return this.#entries.size;
   }
 
+  /** More entries than the bound: busy ones kept the map from evicting when new keys came. */
+  get oversized(): boolean {
+    return this.#entries.size > this.#capacity;
+  }
+
+  /**
+   * Evicts idle entries, least recently used first, down to the bound. Called when an entry goes
+   * idle, so a map that grew past its bound during a burst of busy keys shrinks back after it.
+   */
+  trim(): void {
+    while (this.#entries.size > this.#capacity) {
+      if (!this.#evictOne(undefined)) return;
+    }
+  }
+
   *entries(): IterableIterator<[string, V]> {
     for (const [key, slot] of this.#entries) yield [key, slot.value];
   }
 
-  /** Drops the least recently used idle entry other than `keep` (the one just added). */
-  #evictOne(keep: string): void {
+  /** Drops the least recently used idle entry other than `keep` (the one just added); false if none is idle. */
+  #evictOne(keep: string | undefined): boolean {
     let oldestKey: string | undefined;
     let oldestUse = Number.POSITIVE_INFINITY;
     for (const [key, slot] of this.#entries) {
@@ -76,7 +91,9 @@ export class KeyedMap<V> {
         oldestUse = slot.used;
       }
     }
-    if (oldestKey !== undefined) this.delete(oldestKey);
+    if (oldestKey === undefined) return false;
+    this.delete(oldestKey);
+    return true;
   }
 }
 

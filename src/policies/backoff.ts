@@ -4,8 +4,6 @@
  * grows exponentially without jitter (it is one timer per key, not a crowd).
  */
 
-import { decorrelatedJitterGenerator, type IExponentialBackoffOptions } from 'cockatiel';
-
 /** Options of {@link DecorrelatedBackoff}, in milliseconds. */
 export interface BackoffOptions {
   /** The median first delay; later ones grow about twice per attempt. */
@@ -22,83 +20,71 @@ export interface BackoffStep {
   next(): BackoffStep;
 }
 
+// The constants of Polly's "decorrelated jitter V2" formula (also cockatiel's): the steepness of
+// the curve's start, and the factor that makes the median first delay equal `initialDelay`.
+const P_FACTOR = 4;
+const RP_SCALING = 1 / 1.4;
+
 /**
- * Exponential backoff with decorrelated jitter: Polly's `DecorrelatedJitterBackoffV2`, computed by
- * cockatiel's `decorrelatedJitterGenerator`.
+ * Exponential backoff with decorrelated jitter, Polly's `DecorrelatedJitterBackoffV2`: each delay
+ * is the increment of `2^t · tanh(√(4t))` over the previous one, with `t` the attempt number plus
+ * a random fraction, scaled so the median first delay is `initialDelay`. The same numbers as
+ * cockatiel's `decorrelatedJitterGenerator` for the same random draws.
  *
- * Why not cockatiel's `ExponentialBackoff` object itself: each of its steps spreads the options
- * into a new object and allocates a closure. Here the options live once per stage and a step is
- * one small object, made only when a retry is actually scheduled.
+ * Written here rather than called from cockatiel because its generator reads `Math.random` itself,
+ * and a random source taken as a parameter is what lets tests pin the jitter without swapping a
+ * global; and because each step of cockatiel's `ExponentialBackoff` spreads the options into a
+ * new object and allocates a closure, where a step here is one small object made only when a
+ * retry is scheduled.
  */
 export class DecorrelatedBackoff {
-  readonly #jitter: Jitter;
+  readonly #options: BackoffOptions;
+  readonly #random: () => number;
 
   /**
    * @param options - validated by the retry stage: `0 < initialDelay <= maxDelay`.
    * @param random - a source of numbers in `[0, 1)`, for tests. **Default:** `Math.random`
    */
   constructor(options: BackoffOptions, random: () => number = Math.random) {
-    this.#jitter = {
-      options: {
-        generator: decorrelatedJitterGenerator,
-        initialDelay: options.initialDelay,
-        maxDelay: options.maxDelay,
-        exponent: 2,
-      },
-      random,
-    };
+    this.#options = options;
+    this.#random = random;
   }
 
   /** The delay before the first retry. */
   first(): BackoffStep {
-    return decorrelatedStep(this.#jitter, undefined);
+    return this.step(0, 0);
   }
-}
 
-/** What every step of one {@link DecorrelatedBackoff} shares. */
-interface Jitter {
-  readonly options: IExponentialBackoffOptions<GeneratorState>;
-  readonly random: () => number;
-}
-
-/** cockatiel's generator state: the attempt number and the formula's previous value. */
-type GeneratorState = [number, number];
-
-function decorrelatedStep(jitter: Jitter, state: GeneratorState | undefined): BackoffStep {
-  const [delay, next] = draw(jitter, state);
-  return new DecorrelatedStep(jitter, next, delay);
-}
-
-/**
- * One draw from cockatiel's generator. It reads `Math.random` itself, so an injected source (the
- * tests pin the jitter this way) is lent to it for the duration of the call.
- */
-function draw(jitter: Jitter, state: GeneratorState | undefined): [number, GeneratorState] {
-  if (jitter.random === Math.random) {
-    return decorrelatedJitterGenerator(state, jitter.options) as [number, GeneratorState];
-  }
-  const random = Math.random;
-  Math.random = jitter.random;
-  try {
-    return decorrelatedJitterGenerator(state, jitter.options) as [number, GeneratorState];
-  } finally {
-    Math.random = random;
+  /** @internal The step after `attempt` steps whose formula value was `previous`. */
+  step(attempt: number, previous: number): BackoffStep {
+    const t = attempt + this.#random();
+    const value = 2 ** t * Math.tanh(Math.sqrt(P_FACTOR * t));
+    const increment = Number.isFinite(value) ? Math.max(0, value - previous) : Number.POSITIVE_INFINITY;
+    const { initialDelay, maxDelay } = this.#options;
+    return new DecorrelatedStep(
+      this,
+      attempt + 1,
+      value,
+      Math.min(increment * RP_SCALING * initialDelay, maxDelay),
+    );
   }
 }
 
 class DecorrelatedStep implements BackoffStep {
   readonly delay: number;
-  readonly #jitter: Jitter;
-  readonly #state: GeneratorState;
+  readonly #backoff: DecorrelatedBackoff;
+  readonly #attempt: number;
+  readonly #value: number;
 
-  constructor(jitter: Jitter, state: GeneratorState, delay: number) {
-    this.#jitter = jitter;
-    this.#state = state;
+  constructor(backoff: DecorrelatedBackoff, attempt: number, value: number, delay: number) {
+    this.#backoff = backoff;
+    this.#attempt = attempt;
+    this.#value = value;
     this.delay = delay;
   }
 
   next(): BackoffStep {
-    return decorrelatedStep(this.#jitter, this.#state);
+    return this.#backoff.step(this.#attempt, this.#value);
   }
 }
 

@@ -37,8 +37,11 @@ export interface BreakerOptions {
  * with the same flag.
  */
 export type Admission =
-  | { admitted: true; probe: boolean }
+  | { admitted: true; probe: boolean; breaker: BreakerState }
   | { admitted: false; state: 'open' | 'half_open'; retryAfterMs: number };
+
+/** An admission that let the attempt go: it names its breaker, where the outcome is reported. */
+export type Admitted = Extract<Admission, { admitted: true }>;
 
 /**
  * A breaker as JSON, so a restarted process can start with what the last one knew. Times are
@@ -54,12 +57,6 @@ export interface BreakerSnapshot {
   /** Forced open by `isolate()`: stays open until `reset()`. Absent reads as `false`. */
   isolated?: boolean;
 }
-
-// Shared answers: admitting a call is the hot path and allocates nothing. A refusal allocates its
-// answer, because it carries a time; the adapter builds a CircuitOpenError from it at once, which
-// costs far more than this small object.
-const ADMITTED: Admission = Object.freeze({ admitted: true, probe: false });
-const ADMITTED_AS_PROBE: Admission = Object.freeze({ admitted: true, probe: true });
 
 /** The ratio window moves in this many steps; a call counts for 9/10 to 10/10 of `window`. */
 const BUCKETS = 10;
@@ -88,6 +85,11 @@ export class BreakerState {
   readonly #wait: ExponentialDelay;
   readonly #bucketWidth: number;
   readonly #onTransition: ((to: CircuitState) => void) | undefined;
+  // This breaker's answers when it admits: admitting is the hot path and allocates nothing. A
+  // refusal allocates its answer, because it carries a time; the adapter builds a
+  // CircuitOpenError from it at once, which costs far more than this small object.
+  readonly #admitted: Admitted = Object.freeze({ admitted: true, probe: false, breaker: this });
+  readonly #admittedAsProbe: Admitted = Object.freeze({ admitted: true, probe: true, breaker: this });
 
   #state: CircuitState = 'closed';
   #isolated = false;
@@ -136,7 +138,7 @@ export class BreakerState {
    * slot is free, otherwise no. Never waits: a refusal is immediate.
    */
   admit(now: number): Admission {
-    if (this.#state === 'closed') return ADMITTED;
+    if (this.#state === 'closed') return this.#admitted;
     if (this.#state === 'open') {
       if (now < this.#probeAt) return { admitted: false, state: 'open', retryAfterMs: this.#probeAt - now };
       this.#transition('half_open');
@@ -144,7 +146,7 @@ export class BreakerState {
     if (this.#probesInFlight >= this.#halfOpenProbes)
       return { admitted: false, state: 'half_open', retryAfterMs: 0 };
     this.#probesInFlight++;
-    return ADMITTED_AS_PROBE;
+    return this.#admittedAsProbe;
   }
 
   /**

@@ -14,6 +14,7 @@ import {
   CircuitOpenError,
   type CircuitState,
   circuitBreaker,
+  type GateStage,
   getResilienceError,
   InvalidOptionError,
   isBulkheadRejectedError,
@@ -61,7 +62,9 @@ expectTypeOf(retry).returns.toEqualTypeOf<RetryStage>();
 expectTypeOf(circuitBreaker).returns.toEqualTypeOf<CircuitBreakerStage>();
 expectTypeOf(bulkhead).parameters.toEqualTypeOf<[options: BulkheadOptions]>();
 expectTypeOf(bulkhead).returns.toEqualTypeOf<BulkheadStage>();
-expectTypeOf<Stage>().toEqualTypeOf<TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage>();
+expectTypeOf<Stage>().toEqualTypeOf<
+  TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage | GateStage
+>();
 
 expectTypeOf(resilient).parameter(0).toEqualTypeOf<Dispatcher>();
 expectTypeOf(resilient).returns.toEqualTypeOf<ResilientDispatcher>();

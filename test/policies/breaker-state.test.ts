@@ -24,18 +24,23 @@ function breaker(overrides: Partial<BreakerOptions> = {}): { b: BreakerState; tr
 /** Admits and fails `n` ordinary calls at `now`. */
 function fail(b: BreakerState, now: number, n = 1): void {
   for (let i = 0; i < n; i++) {
-    assert.deepEqual(b.admit(now), { admitted: true, probe: false });
+    assert.deepEqual(verdict(b.admit(now)), { admitted: true, probe: false });
     b.recordFailure(now, false);
   }
 }
 
 function succeed(b: BreakerState, now: number, n = 1): void {
   for (let i = 0; i < n; i++) {
-    assert.deepEqual(b.admit(now), { admitted: true, probe: false });
+    assert.deepEqual(verdict(b.admit(now)), { admitted: true, probe: false });
     b.recordSuccess(now, false);
   }
 }
 
+/** What an admission says, without the breaker it names (checked once, in its own test). */
+const verdict = (a: ReturnType<BreakerState['admit']>) =>
+  a.admitted
+    ? { admitted: true, probe: a.probe }
+    : { admitted: false, state: a.state, retryAfterMs: a.retryAfterMs };
 const PROBE = { admitted: true, probe: true };
 const rejectedOpen = (retryAfterMs: number) => ({ admitted: false, state: 'open', retryAfterMs });
 const REJECTED_HALF_OPEN = { admitted: false, state: 'half_open', retryAfterMs: 0 };
@@ -50,8 +55,8 @@ describe('BreakerState: triggers', () => {
     fail(b, 100);
     assert.equal(b.state, 'open');
     assert.deepEqual(transitions, ['open']);
-    assert.deepEqual(b.admit(100), rejectedOpen(1_000));
-    assert.deepEqual(b.admit(500), rejectedOpen(600));
+    assert.deepEqual(verdict(b.admit(100)), rejectedOpen(1_000));
+    assert.deepEqual(verdict(b.admit(500)), rejectedOpen(600));
     assert.equal(b.retryAfterMs(500), 600);
   });
 
@@ -166,10 +171,10 @@ describe('BreakerState: half-open', () => {
 
   test('the wait elapses lazily: still open until admit() lets the first probe through', () => {
     const { b, transitions } = opened();
-    assert.deepEqual(b.admit(999), rejectedOpen(1));
+    assert.deepEqual(verdict(b.admit(999)), rejectedOpen(1));
     assert.equal(b.retryAfterMs(5_000), 0);
     assert.equal(b.state, 'open');
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     assert.equal(b.state, 'half_open');
     assert.deepEqual(transitions, ['open', 'half_open']);
     assert.equal(b.retryAfterMs(1_000), 0);
@@ -177,19 +182,19 @@ describe('BreakerState: half-open', () => {
 
   test('admits exactly halfOpenProbes concurrent probes and rejects the rest at once', () => {
     const { b } = opened({ halfOpenProbes: 3 });
-    assert.deepEqual(b.admit(1_000), PROBE);
-    assert.deepEqual(b.admit(1_000), PROBE);
-    assert.deepEqual(b.admit(1_001), PROBE);
-    assert.deepEqual(b.admit(1_002), REJECTED_HALF_OPEN);
-    assert.deepEqual(b.admit(9_999), REJECTED_HALF_OPEN);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
+    assert.deepEqual(verdict(b.admit(1_001)), PROBE);
+    assert.deepEqual(verdict(b.admit(1_002)), REJECTED_HALF_OPEN);
+    assert.deepEqual(verdict(b.admit(9_999)), REJECTED_HALF_OPEN);
     b.releaseProbe(true);
-    assert.deepEqual(b.admit(10_000), PROBE, 'a released slot is free again');
-    assert.deepEqual(b.admit(10_000), REJECTED_HALF_OPEN);
+    assert.deepEqual(verdict(b.admit(10_000)), PROBE, 'a released slot is free again');
+    assert.deepEqual(verdict(b.admit(10_000)), REJECTED_HALF_OPEN);
   });
 
   test("a probe's success closes the breaker and clears its counters", () => {
     const { b, transitions } = opened();
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     b.recordSuccess(1_010, true);
     assert.equal(b.state, 'closed');
     assert.deepEqual(transitions, ['open', 'half_open', 'closed']);
@@ -206,14 +211,14 @@ describe('BreakerState: half-open', () => {
     const waits: number[] = [];
     for (let i = 0; i < 5; i++) {
       now += b.retryAfterMs(now);
-      assert.deepEqual(b.admit(now), PROBE);
+      assert.deepEqual(verdict(b.admit(now)), PROBE);
       b.recordFailure(now, true);
       assert.equal(b.state, 'open');
       waits.push(b.retryAfterMs(now));
     }
     assert.deepEqual(waits, [2_000, 4_000, 8_000, 8_000, 8_000]);
     now += 8_000;
-    assert.deepEqual(b.admit(now), PROBE);
+    assert.deepEqual(verdict(b.admit(now)), PROBE);
     b.recordSuccess(now, true);
     fail(b, now, 5);
     assert.equal(b.retryAfterMs(now), 1_000, 'closing resets the growth');
@@ -221,31 +226,31 @@ describe('BreakerState: half-open', () => {
 
   test('a probe that ends with no verdict frees its slot and decides nothing', () => {
     const { b } = opened();
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     b.releaseProbe(true);
     assert.equal(b.state, 'half_open');
-    assert.deepEqual(b.admit(1_001), PROBE);
+    assert.deepEqual(verdict(b.admit(1_001)), PROBE);
     b.releaseProbe(false);
-    assert.deepEqual(b.admit(1_002), REJECTED_HALF_OPEN, 'releasing a non-probe frees nothing');
+    assert.deepEqual(verdict(b.admit(1_002)), REJECTED_HALF_OPEN, 'releasing a non-probe frees nothing');
   });
 
   test('late results of calls admitted while closed do not count as probe results', () => {
     const { b, transitions } = breaker();
-    for (let i = 0; i < 5; i++) assert.deepEqual(b.admit(0), { admitted: true, probe: false });
+    for (let i = 0; i < 5; i++) assert.deepEqual(verdict(b.admit(0)), { admitted: true, probe: false });
     const straggler = b.admit(0); // admitted while closed, answers much later
-    assert.deepEqual(straggler, { admitted: true, probe: false });
+    assert.deepEqual(verdict(straggler), { admitted: true, probe: false });
     for (let i = 0; i < 5; i++) b.recordFailure(0, false);
     assert.equal(b.state, 'open');
 
     b.recordFailure(500, false);
     assert.equal(b.retryAfterMs(500), 500, 'a late failure while open does not extend the wait');
 
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     b.recordFailure(1_100, false);
     assert.equal(b.state, 'half_open', 'a late failure while half-open does not re-open');
     b.recordSuccess(1_200, false);
     assert.equal(b.state, 'half_open', 'a late success while half-open does not close');
-    assert.deepEqual(b.admit(1_200), REJECTED_HALF_OPEN, 'nor frees the probe slot');
+    assert.deepEqual(verdict(b.admit(1_200)), REJECTED_HALF_OPEN, 'nor frees the probe slot');
     b.recordSuccess(1_300, true);
     assert.equal(b.state, 'closed');
     assert.deepEqual(transitions, ['open', 'half_open', 'closed']);
@@ -253,27 +258,27 @@ describe('BreakerState: half-open', () => {
 
   test('a probe outliving its half-open period keeps its slot, and its late verdict is ignored while open', () => {
     const { b } = opened({ halfOpenProbes: 2 });
-    assert.deepEqual(b.admit(1_000), PROBE); // A
-    assert.deepEqual(b.admit(1_000), PROBE); // B
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE); // A
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE); // B
     b.recordFailure(1_100, true); // A fails: open again, 2 s
     assert.equal(b.state, 'open');
     b.recordSuccess(1_200, true); // B succeeds, late: the breaker already decided
     assert.equal(b.state, 'open');
     assert.equal(b.retryAfterMs(1_200), 1_900);
-    assert.deepEqual(b.admit(3_100), PROBE);
-    assert.deepEqual(b.admit(3_100), PROBE, "B's slot was freed");
-    assert.deepEqual(b.admit(3_100), REJECTED_HALF_OPEN);
+    assert.deepEqual(verdict(b.admit(3_100)), PROBE);
+    assert.deepEqual(verdict(b.admit(3_100)), PROBE, "B's slot was freed");
+    assert.deepEqual(verdict(b.admit(3_100)), REJECTED_HALF_OPEN);
   });
 
   test('a probe still running when the next half-open period starts occupies a slot', () => {
     const { b } = opened({ halfOpenProbes: 2 });
-    assert.deepEqual(b.admit(1_000), PROBE); // A
-    assert.deepEqual(b.admit(1_000), PROBE); // B, slow
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE); // A
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE); // B, slow
     b.recordFailure(1_100, true); // A fails: open again, 2 s
-    assert.deepEqual(b.admit(3_100), PROBE);
-    assert.deepEqual(b.admit(3_100), REJECTED_HALF_OPEN, 'B is still probing the upstream');
+    assert.deepEqual(verdict(b.admit(3_100)), PROBE);
+    assert.deepEqual(verdict(b.admit(3_100)), REJECTED_HALF_OPEN, 'B is still probing the upstream');
     b.releaseProbe(true); // B aborted
-    assert.deepEqual(b.admit(3_200), PROBE);
+    assert.deepEqual(verdict(b.admit(3_200)), PROBE);
   });
 });
 
@@ -282,20 +287,20 @@ describe('BreakerState: manual control', () => {
     const { b, transitions } = breaker();
     b.isolate(0);
     assert.equal(b.state, 'open');
-    assert.deepEqual(b.admit(0), rejectedOpen(Number.POSITIVE_INFINITY));
-    assert.deepEqual(b.admit(1e12), rejectedOpen(Number.POSITIVE_INFINITY));
+    assert.deepEqual(verdict(b.admit(0)), rejectedOpen(Number.POSITIVE_INFINITY));
+    assert.deepEqual(verdict(b.admit(1e12)), rejectedOpen(Number.POSITIVE_INFINITY));
     assert.equal(b.retryAfterMs(1e12), Number.POSITIVE_INFINITY);
     assert.equal(b.isIdle(1e12), false);
     b.reset();
     assert.equal(b.state, 'closed');
-    assert.deepEqual(b.admit(1e12), { admitted: true, probe: false });
+    assert.deepEqual(verdict(b.admit(1e12)), { admitted: true, probe: false });
     assert.deepEqual(transitions, ['open', 'closed']);
   });
 
   test('isolate while half-open: a probe that then succeeds does not close it', () => {
     const { b, transitions } = breaker();
     fail(b, 0, 5);
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     b.isolate(1_001);
     b.recordSuccess(1_002, true);
     assert.equal(b.state, 'open');
@@ -313,7 +318,7 @@ describe('BreakerState: manual control', () => {
   test('reset clears counters and the re-open growth', () => {
     const { b, transitions } = breaker();
     fail(b, 0, 5);
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     b.recordFailure(1_000, true);
     assert.equal(b.retryAfterMs(1_000), 2_000);
     b.reset();
@@ -349,8 +354,8 @@ describe('BreakerState: idleness', () => {
   test('not idle while a probe is still running after the breaker closed', () => {
     const { b } = breaker({ halfOpenProbes: 2 });
     fail(b, 0, 5);
-    assert.deepEqual(b.admit(1_000), PROBE);
-    assert.deepEqual(b.admit(1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
+    assert.deepEqual(verdict(b.admit(1_000)), PROBE);
     b.recordSuccess(1_000, true);
     assert.equal(b.state, 'closed');
     assert.equal(b.isIdle(1e9), false);
@@ -379,7 +384,7 @@ describe('BreakerState: snapshots', () => {
   test('a restored open breaker stays open for the rest of its time, counted from when it opened', () => {
     const { b } = breaker();
     fail(b, T0, 5);
-    assert.deepEqual(b.admit(T0 + 1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(T0 + 1_000)), PROBE);
     b.recordFailure(T0 + 1_000, true); // re-opened: 2 s from T0 + 1 s
     const snapshot = roundTrip(b);
     assert.deepEqual(snapshot, { state: 'open', openedAt: T0 + 1_000, reopenCount: 1, isolated: false });
@@ -389,8 +394,8 @@ describe('BreakerState: snapshots', () => {
     assert.equal(restored.state, 'open');
     assert.deepEqual(transitions, ['open'], 'the restored state is reported');
     assert.equal(restored.retryAfterMs(T0 + 2_500), 500);
-    assert.deepEqual(restored.admit(T0 + 2_999), rejectedOpen(1));
-    assert.deepEqual(restored.admit(T0 + 3_000), PROBE);
+    assert.deepEqual(verdict(restored.admit(T0 + 2_999)), rejectedOpen(1));
+    assert.deepEqual(verdict(restored.admit(T0 + 3_000)), PROBE);
     restored.recordFailure(T0 + 3_000, true);
     assert.equal(restored.retryAfterMs(T0 + 3_000), 4_000, 'the growth continues where it was');
     assert.deepEqual(transitions, ['open', 'half_open', 'open']);
@@ -401,7 +406,7 @@ describe('BreakerState: snapshots', () => {
     fail(b, T0, 5);
     const restored = BreakerState.fromJSON(roundTrip(b), options(), T0 + 3_600_000);
     assert.equal(restored.state, 'open');
-    assert.deepEqual(restored.admit(T0 + 3_600_000), PROBE);
+    assert.deepEqual(verdict(restored.admit(T0 + 3_600_000)), PROBE);
   });
 
   test('an openedAt in the future (the clock stepped back) counts from now', () => {
@@ -416,7 +421,7 @@ describe('BreakerState: snapshots', () => {
     const snapshot = roundTrip(b);
     assert.deepEqual(snapshot, { state: 'open', openedAt: T0, reopenCount: 0, isolated: true });
     const restored = BreakerState.fromJSON(snapshot, options(), T0 + 1e9);
-    assert.deepEqual(restored.admit(T0 + 1e10), rejectedOpen(Number.POSITIVE_INFINITY));
+    assert.deepEqual(verdict(restored.admit(T0 + 1e10)), rejectedOpen(Number.POSITIVE_INFINITY));
     restored.reset();
     assert.equal(restored.state, 'closed');
   });
@@ -424,15 +429,15 @@ describe('BreakerState: snapshots', () => {
   test('half-open resumes probing, with no probe in flight', () => {
     const { b } = breaker({ halfOpenProbes: 1 });
     fail(b, T0, 5);
-    assert.deepEqual(b.admit(T0 + 1_000), PROBE);
+    assert.deepEqual(verdict(b.admit(T0 + 1_000)), PROBE);
     const snapshot = roundTrip(b);
     assert.deepEqual(snapshot, { state: 'half_open', openedAt: T0, reopenCount: 0, isolated: false });
     const transitions: CircuitState[] = [];
     const restored = BreakerState.fromJSON(snapshot, options(), T0 + 5_000, (to) => transitions.push(to));
     assert.equal(restored.state, 'half_open');
     assert.deepEqual(transitions, ['half_open']);
-    assert.deepEqual(restored.admit(T0 + 5_000), PROBE);
-    assert.deepEqual(restored.admit(T0 + 5_000), REJECTED_HALF_OPEN);
+    assert.deepEqual(verdict(restored.admit(T0 + 5_000)), PROBE);
+    assert.deepEqual(verdict(restored.admit(T0 + 5_000)), REJECTED_HALF_OPEN);
   });
 
   test('a malformed snapshot is refused with InvalidOptionError naming the field', () => {
@@ -452,5 +457,19 @@ describe('BreakerState: snapshots', () => {
         JSON.stringify(snapshot),
       );
     }
+  });
+});
+
+describe('BreakerState: admissions', () => {
+  test('an admission names its breaker, so the outcome goes back to the one that admitted it', () => {
+    const { b } = breaker({ consecutiveFailures: 1, halfOpenAfter: { initial: 1_000, max: 1_000 } });
+    const first = b.admit(0);
+    assert.ok(first.admitted);
+    assert.equal(first.breaker, b);
+    assert.equal(b.admit(0), first, 'admitting while closed allocates nothing');
+    first.breaker.recordFailure(0, first.probe);
+    const probe = b.admit(1_000);
+    assert.ok(probe.admitted && probe.probe);
+    assert.equal(probe.breaker, b);
   });
 });

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Agent, Dispatcher, errors, request } from 'undici';
-import { standardShape } from '../../src/dispatch/standard-shape.js';
-import { CORE_SPEAKS_LEGACY } from '../../src/dispatch/undici-version.js';
+import { speaksLegacy } from '../../src/dispatch/core-link.js';
 import {
   BulkheadRejectedError,
   bulkhead,
@@ -17,55 +16,11 @@ import {
 import type { Stage } from '../../src/pipeline.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
-// A pipeline in the standard preset's order runs fused: the retry run carries the total timeout,
-// and one object per attempt carries the breaker, the bulkhead and the attempt timeout
-// (src/dispatch/standard-shape.ts). Any other order is built stage by stage. The two must behave
-// alike, so every scenario below runs on both: the standard order, and the same stages with the
-// breaker and the bulkhead swapped, which is not the standard shape and which none of these
-// scenarios can tell apart (no attempt waits in the queue while the breaker changes state).
-
-describe('standardShape', () => {
-  const T = timeout(1_000);
-  const R = retry();
-  const B = circuitBreaker();
-  const H = bulkhead({ maxConcurrent: 1, maxQueue: 0 });
-  const A = timeout(500);
-
-  test('recognises the preset order and every part of it that keeps the retry stage', () => {
-    const shapes: Stage[][] = [[T, R, B, H, A], [R], [T, R], [R, A], [R, B], [R, H], [T, R, H, A], [R, B, A]];
-    for (const stages of shapes)
-      assert.notEqual(standardShape(stages), null, String(stages.map((s) => s.kind)));
-    assert.deepEqual(standardShape([T, R, B, H, A]), {
-      total: T,
-      retry: R,
-      breaker: B,
-      bulkhead: H,
-      attempt: A,
-    });
-    assert.deepEqual(standardShape([R, A]), {
-      total: null,
-      retry: R,
-      breaker: null,
-      bulkhead: null,
-      attempt: A,
-    });
-  });
-
-  test('leaves every other pipeline to be built stage by stage', () => {
-    const others: Stage[][] = [
-      [],
-      [T],
-      [B, H],
-      [T, B, H, A],
-      [R, H, B],
-      [B, R],
-      [T, T, R],
-      [R, A, A],
-      [R, R],
-    ];
-    for (const stages of others) assert.equal(standardShape(stages), null, String(stages.map((s) => s.kind)));
-  });
-});
+// Every pipeline runs on the one engine (src/dispatch/exchange.ts, attempt.ts, passage.ts): the
+// stages before the retry stage are gates each request passes once, those after it gates each
+// attempt passes. The scenarios below run on several orders and subsets of the preset's stages,
+// which none of them can tell apart (no attempt waits in the queue while the breaker changes
+// state).
 
 type Build = (o: {
   total?: number;
@@ -76,14 +31,14 @@ type Build = (o: {
 }) => Stage[];
 
 const builds: Record<string, Build> = {
-  fused: (o) => [
+  'the preset order': (o) => [
     timeout(o.total ?? 5_000),
     retry({ maxAttempts: o.attempts ?? 3, backoff: { initialDelay: 5, maxDelay: 5 }, budget: false }),
     circuitBreaker(o.breaker ?? {}),
     bulkhead(o.slots ?? { maxConcurrent: 16, maxQueue: 16 }),
     timeout(o.attempt ?? 2_000, { until: 'headers' }),
   ],
-  'stage by stage': (o) => [
+  'bulkhead before breaker': (o) => [
     timeout(o.total ?? 5_000),
     retry({ maxAttempts: o.attempts ?? 3, backoff: { initialDelay: 5, maxDelay: 5 }, budget: false }),
     bulkhead(o.slots ?? { maxConcurrent: 16, maxQueue: 16 }),
@@ -98,7 +53,6 @@ for (const [name, build] of Object.entries(builds)) {
     const dispatchers: Dispatcher[] = [];
     const make = (o: Parameters<Build>[0] = {}): Dispatcher => {
       const stages = build(o);
-      assert.equal(standardShape(stages) !== null, name === 'fused', 'the build under test');
       const dispatcher = resilient(new Agent(), pipeline(stages));
       dispatchers.push(dispatcher);
       return dispatcher;
@@ -313,7 +267,7 @@ describe('a dispatcher that refuses legacy handlers', () => {
       assert.equal(await second.body.text(), 'second');
       assert.equal(upstream.count(), 3, 'one 503 retried, then one request');
       // With undici 7 the pipeline speaks legacy first and is refused once; with undici 8 never.
-      assert.equal(inner.refused, CORE_SPEAKS_LEGACY ? 1 : 0);
+      assert.equal(inner.refused, speaksLegacy() ? 1 : 0);
     });
   }
 });

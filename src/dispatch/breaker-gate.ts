@@ -1,0 +1,54 @@
+import { CircuitOpenError } from '../errors.js';
+import { policyNow } from '../internal/clock.js';
+import type { Admitted } from '../policies/breaker-state.js';
+import type { CircuitBreakerStage } from '../policies/circuit-breaker.js';
+import type { Gate } from './gate.js';
+import type { Passage } from './passage.js';
+
+/**
+ * A circuit breaker stage as a gate: per key, an attempt is refused at once while the circuit is
+ * open (no socket touched) and admitted otherwise; its outcome is recorded exactly once, at the
+ * response headers or at its ending. An ending that is nobody's verdict only gives back a probe.
+ */
+export class BreakerGate implements Gate<Admitted> {
+  readonly #stage: CircuitBreakerStage;
+
+  constructor(stage: CircuitBreakerStage) {
+    this.#stage = stage;
+  }
+
+  enter(ticket: Passage): void {
+    const admission = this.#stage.breakers.get(ticket.key).admit(policyNow());
+    if (admission.admitted) {
+      ticket.admit(admission);
+      return;
+    }
+    ticket.observer?.circuitRejected();
+    ticket.refuse(new CircuitOpenError(ticket.key, admission.state, admission.retryAfterMs));
+  }
+
+  /** Leaving a queue, a request meets the circuit as it is now, not as it was when it queued. */
+  recheck(ticket: Passage, admission: Admitted): Error | undefined {
+    const breaker = admission.breaker;
+    if (admission.probe || breaker.state === 'closed') return undefined;
+    ticket.observer?.circuitRejected();
+    const state = breaker.state === 'open' ? 'open' : 'half_open';
+    return new CircuitOpenError(ticket.key, state, breaker.retryAfterMs(policyNow()));
+  }
+
+  response(ticket: Passage, admission: Admitted): void {
+    const now = policyNow();
+    if (ticket.outcome === 'failure') admission.breaker.recordFailure(now, admission.probe);
+    else admission.breaker.recordSuccess(now, admission.probe);
+  }
+
+  exit(ticket: Passage, admission: Admitted): void {
+    // A response was recorded when its headers came.
+    if (ticket.statusCode < 200) {
+      if (ticket.outcome === 'failure') admission.breaker.recordFailure(policyNow(), admission.probe);
+      else admission.breaker.releaseProbe(admission.probe);
+    }
+    const breakers = this.#stage.breakers;
+    if (breakers.oversized) breakers.trim();
+  }
+}

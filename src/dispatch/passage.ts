@@ -1,0 +1,346 @@
+import { TimeoutError, type TimeoutScope } from '../errors.js';
+import { isUpstreamFailure } from '../http/classify.js';
+import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
+import type { QueueNode } from '../internal/linked-queue.js';
+import type { Gate, GateOutcome, GateTicket } from './gate.js';
+import type { OriginObserver } from './observer.js';
+
+/** A gate in a section of the plan. */
+export interface GateStep {
+  readonly kind: 'gate';
+  readonly gate: Gate;
+}
+
+/** A timeout in a section of the plan: it bounds everything after it in the passage. */
+export interface TimeoutStep {
+  readonly kind: 'timeout';
+  readonly ms: number;
+  readonly scope: TimeoutScope;
+  /** Stops at the response headers instead of the end of the body. */
+  readonly untilHeaders: boolean;
+  /** The deadlines of every passage through this step (one timer for all of them). */
+  readonly queue: DeadlineQueue;
+}
+
+export type Step = GateStep | TimeoutStep;
+
+// Where a passage stands with the gate it is entering.
+const IDLE = 0;
+const ENTERING = 1;
+const ADMITTED = 2;
+const WAITING = 3;
+const REFUSED = 4;
+
+/**
+ * One passage through a section of steps: a request through the gates before the retry stage, or
+ * an attempt through those after it. It is the ticket every gate sees. It enters the steps in
+ * order (a gate may hold it), arms each timeout as it reaches it, and when it ends releases what
+ * it holds exactly once, in reverse: every admitted gate's `exit()`, a waiting gate's `cancel()`,
+ * every deadline.
+ *
+ * It also carries the links of the intrusive lists it can be in, so queueing and deadlines
+ * allocate nothing: a bulkhead's queue (one wait at a time), and the deadline of the first
+ * timeout it meets (a further timeout in the same section gets a small node of its own).
+ */
+export abstract class Passage implements GateTicket, QueueNode, Deadline {
+  queuePrev: QueueNode | null = null;
+  queueNext: QueueNode | null = null;
+  queued = false;
+  deadlineAt = 0;
+  deadlinePrev: Deadline | null = null;
+  deadlineNext: Deadline | null = null;
+  inDeadlineQueue = false;
+  deadlineTimer: NodeJS.Timeout | null = null;
+  statusCode = 0;
+  abstract readonly key: string;
+  abstract readonly method: string;
+  abstract readonly attempt: number;
+  abstract readonly observer: OriginObserver | undefined;
+  /** Set by the subclass when the passage has ended; no step is entered after it. */
+  protected ended = false;
+  readonly #steps: readonly Step[];
+  readonly #failureStatus: readonly boolean[];
+  #passedSteps = 0;
+  #gateState = IDLE;
+  #pending: unknown;
+  #refusal: Error | null = null;
+  // Permits of the first two steps in fields, the rest in an array made only if needed.
+  #permit0: unknown;
+  #permit1: unknown;
+  #permits: unknown[] | null = null;
+  #ownTimeout: TimeoutStep | null = null;
+  #ownTimeoutMs = 0;
+  #extraTimeouts: ExtraDeadline[] | null = null;
+  #released = false;
+  #endError: Error | null = null;
+  /** The step whose decision ended the passage: gates before it had it happen inside them. */
+  #endStep = -1;
+  /** The step whose gate is being told of the ending (for `outcome`). */
+  #exiting = -1;
+
+  constructor(steps: readonly Step[], failureStatus: readonly boolean[]) {
+    this.#steps = steps;
+    this.#failureStatus = failureStatus;
+  }
+
+  // --- GateTicket -------------------------------------------------------------------------------
+
+  abstract header(name: string): string | undefined;
+
+  get outcome(): GateOutcome {
+    const status = this.statusCode;
+    if (status >= 200) return this.#failureStatus[status] === true ? 'failure' : 'success';
+    const error = this.#endError;
+    if (error === null) return 'neutral';
+    return isUpstreamFailure(error, this.#endStep > this.#exiting, this.#failureStatus)
+      ? 'failure'
+      : 'neutral';
+  }
+
+  admit(permit?: unknown): void {
+    const state = this.#gateState;
+    if (state === ENTERING) {
+      this.#gateState = ADMITTED;
+      if (permit !== undefined) this.#pending = permit;
+    } else if (state === WAITING) {
+      this.#gateState = IDLE;
+      const index = this.#passedSteps++;
+      this.#setPermit(index, permit === undefined ? this.#pending : permit);
+      this.#pending = undefined;
+      const refusal = this.#recheck(index);
+      if (refusal !== undefined) this.fail(refusal, index);
+      else this.resumed();
+    }
+  }
+
+  wait(permit?: unknown): void {
+    if (this.#gateState !== ENTERING) return;
+    this.#gateState = WAITING;
+    this.#pending = permit;
+  }
+
+  refuse(error: Error): void {
+    const state = this.#gateState;
+    if (state === ENTERING) {
+      this.#gateState = REFUSED;
+      this.#refusal = error;
+    } else if (state === WAITING) {
+      this.#gateState = IDLE;
+      this.#pending = undefined;
+      this.fail(error, this.#passedSteps);
+    }
+  }
+
+  // --- Deadline ---------------------------------------------------------------------------------
+
+  /** The deadline of the first timeout this passage met has passed. */
+  expire(): void {
+    this.timeoutFired(this.#ownTimeout!, this.#ownTimeoutMs);
+  }
+
+  /** A timeout step fired: the passage ends with TimeoutError, decided at that step. */
+  timeoutFired(step: TimeoutStep, ms: number): void {
+    if (this.ended) return;
+    this.observer?.timedOut(step.scope);
+    this.fail(new TimeoutError(step.scope, ms), this.#steps.indexOf(step));
+  }
+
+  // --- For the subclasses -----------------------------------------------------------------------
+
+  /** Every step passed: the request may start its attempts, the attempt may be sent. */
+  protected abstract passed(): void;
+
+  /** A step ended the passage with `error` (refusal, timeout, a gate that threw). */
+  protected abstract fail(error: Error, atStep: number): void;
+
+  /** A timeout step's milliseconds for this passage (a per-request override may replace them). */
+  protected abstract timeoutMs(step: TimeoutStep): number;
+
+  /** The monotonic time to start a deadline from; read by the subclass, once per step run. */
+  protected abstract stepTime(): number;
+
+  /** Left a gate's wait: goes on through the remaining steps. */
+  protected resumed(): void {
+    this.proceed();
+  }
+
+  /** Enters the steps from where the passage stands, until one holds it, one ends it, or all passed. */
+  protected proceed(): void {
+    const steps = this.#steps;
+    while (this.#passedSteps < steps.length) {
+      if (this.ended) return;
+      const index = this.#passedSteps;
+      const step = steps[index]!;
+      if (step.kind === 'timeout') {
+        this.#arm(step);
+        this.#passedSteps++;
+        continue;
+      }
+      this.#gateState = ENTERING;
+      this.#pending = undefined;
+      try {
+        step.gate.enter(this);
+      } catch (err) {
+        this.#gateState = REFUSED;
+        this.#refusal = err as Error;
+      }
+      const state = this.#gateState;
+      if (state === ADMITTED) {
+        this.#gateState = IDLE;
+        this.#setPermit(index, this.#pending);
+        this.#pending = undefined;
+        this.#passedSteps++;
+        continue;
+      }
+      if (state === WAITING) return;
+      this.#gateState = IDLE;
+      const error =
+        state === REFUSED
+          ? this.#refusal!
+          : new Error('breakwater: a gate neither admitted, held nor refused');
+      this.#refusal = null;
+      this.fail(error, index);
+      return;
+    }
+    if (!this.ended) this.passed();
+  }
+
+  /** Response headers arrived: the gates hear them, deadlines that run to the headers stop. */
+  protected responded(statusCode: number): void {
+    this.statusCode = statusCode;
+    const steps = this.#steps;
+    for (let i = 0; i < this.#passedSteps; i++) {
+      const step = steps[i]!;
+      if (step.kind === 'timeout') {
+        if (step.untilHeaders) this.#disarm(step);
+      } else if (step.gate.response !== undefined) {
+        this.#call(step.gate, 'response', i);
+      }
+    }
+  }
+
+  /**
+   * Releases everything the passage holds, once: a wait in progress is cancelled, every admitted
+   * gate exits (innermost first), every deadline stops. `error` is what ended it, if not a
+   * response, decided at step `atStep` (`steps.length` or more: inside all of them).
+   */
+  protected releaseSteps(error: Error | null, atStep: number): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#endError = error;
+    this.#endStep = atStep;
+    const steps = this.#steps;
+    if (this.#gateState === WAITING) {
+      this.#gateState = IDLE;
+      const step = steps[this.#passedSteps] as GateStep;
+      this.#exiting = this.#passedSteps;
+      if (step.gate.cancel !== undefined) this.#call(step.gate, 'cancel', this.#passedSteps, this.#pending);
+      this.#pending = undefined;
+    }
+    for (let i = this.#passedSteps - 1; i >= 0; i--) {
+      const step = steps[i]!;
+      if (step.kind === 'gate') {
+        this.#exiting = i;
+        this.#call(step.gate, 'exit', i);
+      }
+    }
+    this.#stopDeadlines();
+  }
+
+  /** Stops every deadline the passage has (at the headers, or once it ended). */
+  protected stopDeadlines(): void {
+    this.#stopDeadlines();
+  }
+
+  // --- Inside -----------------------------------------------------------------------------------
+
+  #call(
+    gate: Gate,
+    hook: 'response' | 'exit' | 'cancel',
+    index: number,
+    permit = this.#permitAt(index),
+  ): void {
+    try {
+      gate[hook]!(this, permit);
+    } catch (err) {
+      // A gate of the user's that throws while a response is on its way must not break it.
+      process.emitWarning(`breakwater: a gate's ${hook}() threw: ${String(err)}`);
+    }
+  }
+
+  #recheck(index: number): Error | undefined {
+    const steps = this.#steps;
+    for (let i = 0; i < index; i++) {
+      const step = steps[i]!;
+      if (step.kind === 'gate' && step.gate.recheck !== undefined) {
+        const refusal = step.gate.recheck(this, this.#permitAt(i));
+        if (refusal !== undefined) return refusal;
+      }
+    }
+    return undefined;
+  }
+
+  #permitAt(index: number): unknown {
+    if (index === 0) return this.#permit0;
+    if (index === 1) return this.#permit1;
+    return this.#permits?.[index];
+  }
+
+  #setPermit(index: number, permit: unknown): void {
+    if (index === 0) this.#permit0 = permit;
+    else if (index === 1) this.#permit1 = permit;
+    else {
+      if (this.#permits === null) this.#permits = [];
+      this.#permits[index] = permit;
+    }
+  }
+
+  #arm(step: TimeoutStep): void {
+    const ms = this.timeoutMs(step);
+    const now = this.stepTime();
+    if (this.#ownTimeout === null) {
+      this.#ownTimeout = step;
+      this.#ownTimeoutMs = ms;
+      step.queue.start(this, now, ms);
+    } else {
+      const extra = new ExtraDeadline(this, step, ms);
+      if (this.#extraTimeouts === null) this.#extraTimeouts = [extra];
+      else this.#extraTimeouts.push(extra);
+      step.queue.start(extra, now, ms);
+    }
+  }
+
+  #disarm(step: TimeoutStep): void {
+    if (this.#ownTimeout === step) step.queue.stop(this);
+    const extras = this.#extraTimeouts;
+    if (extras !== null) for (const extra of extras) if (extra.step === step) step.queue.stop(extra);
+  }
+
+  #stopDeadlines(): void {
+    this.#ownTimeout?.queue.stop(this);
+    const extras = this.#extraTimeouts;
+    if (extras !== null) for (const extra of extras) extra.step.queue.stop(extra);
+  }
+}
+
+/** The deadline of a second (or later) timeout met by one passage. */
+class ExtraDeadline implements Deadline {
+  deadlineAt = 0;
+  deadlinePrev: Deadline | null = null;
+  deadlineNext: Deadline | null = null;
+  inDeadlineQueue = false;
+  deadlineTimer: NodeJS.Timeout | null = null;
+  readonly passage: Passage;
+  readonly step: TimeoutStep;
+  readonly ms: number;
+
+  constructor(passage: Passage, step: TimeoutStep, ms: number) {
+    this.passage = passage;
+    this.step = step;
+    this.ms = ms;
+  }
+
+  expire(): void {
+    this.passage.timeoutFired(this.step, this.ms);
+  }
+}

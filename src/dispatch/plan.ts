@@ -1,0 +1,80 @@
+import { InvalidOptionError } from '../errors.js';
+import { DeadlineQueue } from '../internal/deadline-queue.js';
+import { BulkheadStage } from '../policies/bulkhead.js';
+import { CircuitBreakerStage } from '../policies/circuit-breaker.js';
+import { DEFAULT_RETRY_STATUSES, RetryStage } from '../policies/retry.js';
+import { TimeoutStage } from '../policies/timeout.js';
+import { BreakerGate } from './breaker-gate.js';
+import { BulkheadGate } from './bulkhead-gate.js';
+import { GateStage } from './gate.js';
+import type { Step } from './passage.js';
+
+/** Any stage a pipeline accepts. */
+export type Stage = TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage | GateStage;
+
+/**
+ * A pipeline's stages compiled once, for every request and every dispatcher it wraps: the steps
+ * a request passes once (stages before the retry stage), the attempt policy, and the steps each
+ * attempt passes (stages after it). Without a retry stage every stage runs once per request and
+ * the request makes a single attempt.
+ */
+export interface Plan {
+  readonly requestSteps: readonly Step[];
+  readonly retry: RetryStage | null;
+  readonly attemptSteps: readonly Step[];
+  /**
+   * Indexed by status: the statuses that mean the upstream failed. One definition serves the
+   * breaker, the gates' outcome and the request's metrics: the retry stage's statuses, or the
+   * default ones without a retry stage.
+   */
+  readonly failureStatus: readonly boolean[];
+}
+
+export function isStage(value: unknown): value is Stage {
+  return (
+    value instanceof TimeoutStage ||
+    value instanceof RetryStage ||
+    value instanceof CircuitBreakerStage ||
+    value instanceof BulkheadStage ||
+    value instanceof GateStage
+  );
+}
+
+/** Compiles validated stages (outermost first) into a plan; two retry stages are refused. */
+export function compilePlan(stages: readonly Stage[]): Plan {
+  const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
+  const second = stages.findIndex((s, i) => i > retryIndex && s instanceof RetryStage);
+  if (retryIndex !== -1 && second !== -1) {
+    throw new InvalidOptionError(`stages[${second}]`, 'at most one retry stage per pipeline', 'a second one');
+  }
+  const retry = retryIndex === -1 ? null : (stages[retryIndex] as RetryStage);
+  const before = retryIndex === -1 ? stages : stages.slice(0, retryIndex);
+  const after = retryIndex === -1 ? [] : stages.slice(retryIndex + 1);
+  return {
+    requestSteps: before.map((s) => toStep(s, 'total')),
+    retry,
+    attemptSteps: after.map((s) => toStep(s, 'attempt')),
+    failureStatus: retry?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES),
+  };
+}
+
+function toStep(stage: Stage, scope: 'total' | 'attempt'): Step {
+  if (stage instanceof TimeoutStage) {
+    return {
+      kind: 'timeout',
+      ms: stage.ms,
+      scope,
+      untilHeaders: stage.until === 'headers',
+      queue: new DeadlineQueue(stage.ms),
+    };
+  }
+  if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage) };
+  if (stage instanceof BulkheadStage) return { kind: 'gate', gate: new BulkheadGate(stage) };
+  return { kind: 'gate', gate: (stage as GateStage).gate };
+}
+
+function statusTable(statuses: readonly number[]): boolean[] {
+  const table: boolean[] = new Array(600).fill(false);
+  for (const status of statuses) table[status] = true;
+  return table;
+}
