@@ -59,7 +59,6 @@ abstract class Attempt extends Passage implements Controller {
   protected endReason: Error | null = null;
   readonly #opts: DispatchOptions;
   #aborted = false;
-  #stepAt: number;
   #sentAt = 0;
   #recorded = false;
   #drained = 0;
@@ -77,7 +76,7 @@ abstract class Attempt extends Passage implements Controller {
     this.attempt = number;
     this.core = core;
     this.#opts = opts;
-    this.#stepAt = now;
+    this.time = now;
     this.isPaused = exchange.paused;
   }
 
@@ -137,10 +136,6 @@ abstract class Attempt extends Passage implements Controller {
     this.proceed();
   }
 
-  protected stepTime(): number {
-    return this.#stepAt;
-  }
-
   protected timeoutMs(step: TimeoutStep): number {
     const override = this.exchange.overrides?.attemptTimeout;
     // Checked when used, as it comes per request: a bad value fails this request, naming it.
@@ -149,15 +144,15 @@ abstract class Attempt extends Passage implements Controller {
 
   protected override resumed(): void {
     const now = monotonicNow();
-    this.observer?.queueWaited((now - this.#stepAt) / 1000);
-    this.#stepAt = now;
+    this.observer?.queueWaited((now - this.time) / 1000);
+    this.time = now;
     this.proceed();
   }
 
   /** Past its gates: hand the request to the dispatcher. */
   protected passed(): void {
     this.phase = 'sent';
-    this.#sentAt = this.#stepAt;
+    this.#sentAt = this.time;
     try {
       if (!this.dispatch(this.#opts)) this.exchange.innerBusy = true;
     } catch (err) {
@@ -207,9 +202,12 @@ abstract class Attempt extends Passage implements Controller {
       if (this.phase === 'sent') this.exchange.attemptInformed(this, statusCode, headers, statusMessage);
       return;
     }
-    if (this.core.record && !this.#recorded) this.#record(statusClass(statusCode));
+    // One clock reading serves the attempt's duration and the gates (internal/clock.ts says what
+    // a reading costs).
+    const now = monotonicNow();
+    if (this.core.record && !this.#recorded) this.#record(statusClass(statusCode), now);
     if (this.ended || this.phase !== 'sent') return;
-    this.responded(statusCode);
+    this.responded(statusCode, now);
     this.exchange.attemptResponded(this, statusCode, headers, statusMessage);
   }
 
@@ -236,7 +234,7 @@ abstract class Attempt extends Passage implements Controller {
   }
 
   protected failed(error: Error): void {
-    if (this.core.record && !this.#recorded) this.#record(errorKind(error));
+    if (this.core.record && !this.#recorded) this.#record(errorKind(error), monotonicNow());
     if (this.phase === 'discarded') {
       this.#endDrain(null);
       return;
@@ -274,9 +272,9 @@ abstract class Attempt extends Passage implements Controller {
     this.exchange.attemptFinished(this);
   }
 
-  #record(kind: StatusClass): void {
+  #record(kind: StatusClass, now: number): void {
     this.#recorded = true;
-    this.observer?.attemptFinished(this.method, kind, (monotonicNow() - this.#sentAt) / 1000);
+    this.observer?.attemptFinished(this.method, kind, (now - this.#sentAt) / 1000);
   }
 }
 

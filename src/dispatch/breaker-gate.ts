@@ -1,5 +1,5 @@
 import { CircuitOpenError } from '../errors.js';
-import { policyNow } from '../internal/clock.js';
+import { policyNow, policyTime } from '../internal/clock.js';
 import type { Admitted } from '../policies/breaker-state.js';
 import type { CircuitBreakerStage } from '../policies/circuit-breaker.js';
 import type { Gate } from './gate.js';
@@ -18,7 +18,7 @@ export class BreakerGate implements Gate<Admitted> {
   }
 
   enter(ticket: Passage): void {
-    const admission = this.#stage.breakers.get(ticket.key).admit(policyNow());
+    const admission = this.#stage.breakers.get(ticket.key).admit(policyTime(ticket.time));
     if (admission.admitted) {
       ticket.admit(admission);
       return;
@@ -37,7 +37,7 @@ export class BreakerGate implements Gate<Admitted> {
   }
 
   response(ticket: Passage, admission: Admitted): void {
-    const now = policyNow();
+    const now = policyTime(ticket.time);
     if (ticket.outcome === 'failure') admission.breaker.recordFailure(now, admission.probe);
     else admission.breaker.recordSuccess(now, admission.probe);
   }

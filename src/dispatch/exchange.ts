@@ -81,7 +81,6 @@ export class Exchange extends Passage implements Controller {
   #answer: Attempt | null = null;
   /** The attempt whose headers the caller is reading now (raw headers come from it). */
   #reporting: Attempt | null = null;
-  #stepAt: number;
   #timer: NodeJS.Timeout | null = null;
   /** Monotonic ms at which the scheduled attempt is due. */
   #retryAt = 0;
@@ -119,7 +118,7 @@ export class Exchange extends Passage implements Controller {
     this.#wantsParsed = !(handler instanceof LegacyHandlerAdapter);
     this.#owner = owner;
     this.startedAt = startedAt;
-    this.#stepAt = startedAt;
+    this.time = startedAt;
     const retry = plan.retry;
     this.#budget = retry === null || retry.budgets === null ? null : retry.budgets.get(key);
     this.#maxAttempts =
@@ -193,30 +192,26 @@ export class Exchange extends Passage implements Controller {
 
   // --- Passage ----------------------------------------------------------------------------------
 
-  protected stepTime(): number {
-    return this.#stepAt;
-  }
-
   protected timeoutMs(step: TimeoutStep): number {
     const override = this.overrides?.totalTimeout;
     // Checked when used, as it comes per request: a bad value fails this request, naming it.
     const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
-    const deadline = this.#stepAt + ms;
+    const deadline = this.time + ms;
     if (deadline < this.deadline) this.deadline = deadline;
     return ms;
   }
 
   protected override resumed(): void {
     const now = monotonicNow();
-    this.observer?.queueWaited((now - this.#stepAt) / 1000);
-    this.#stepAt = now;
+    this.observer?.queueWaited((now - this.time) / 1000);
+    this.time = now;
     this.proceed();
   }
 
   /** Past the gates before the retry stage: the first attempt goes. */
   protected passed(): void {
-    this.#budget?.recordRequest(policyTime(this.#stepAt));
-    this.#launch(this.#stepAt);
+    this.#budget?.recordRequest(policyTime(this.time));
+    this.#launch(this.time);
   }
 
   /** A gate before the retry stage refused, or a total timeout fired. */
@@ -248,7 +243,7 @@ export class Exchange extends Passage implements Controller {
     this.#reporting = attempt;
     this.#status = statusCode;
     attempt.forward();
-    this.responded(statusCode);
+    this.responded(statusCode, attempt.time);
     this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
   }
 

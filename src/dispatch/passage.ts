@@ -52,6 +52,11 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
   inDeadlineQueue = false;
   deadlineTimer: NodeJS.Timeout | null = null;
   statusCode = 0;
+  /**
+   * Monotonic ms (internal/clock.ts) of the event being handled: when the current step run began,
+   * or when the response headers arrived. Built-in gates read it instead of the clock.
+   */
+  time = 0;
   abstract readonly key: string;
   abstract readonly method: string;
   abstract readonly attempt: number;
@@ -156,9 +161,6 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
   /** A timeout step's milliseconds for this passage (a per-request override may replace them). */
   protected abstract timeoutMs(step: TimeoutStep): number;
 
-  /** The monotonic time to start a deadline from; read by the subclass, once per step run. */
-  protected abstract stepTime(): number;
-
   /** Left a gate's wait: goes on through the remaining steps. */
   protected resumed(): void {
     this.proceed();
@@ -205,16 +207,17 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
     if (!this.ended) this.passed();
   }
 
-  /** Response headers arrived: the gates hear them, deadlines that run to the headers stop. */
-  protected responded(statusCode: number): void {
+  /** Response headers arrived at `now`: the gates hear them, deadlines that run to the headers stop. */
+  protected responded(statusCode: number, now: number): void {
     this.statusCode = statusCode;
+    this.time = now;
     const steps = this.#steps;
     for (let i = 0; i < this.#passedSteps; i++) {
       const step = steps[i]!;
       if (step.kind === 'timeout') {
         if (step.untilHeaders) this.#disarm(step);
       } else if (step.gate.response !== undefined) {
-        this.#call(step.gate, 'response', i);
+        this.#response(step.gate, this.#permitAt(i));
       }
     }
   }
@@ -234,14 +237,14 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
       this.#gateState = IDLE;
       const step = steps[this.#passedSteps] as GateStep;
       this.#exiting = this.#passedSteps;
-      if (step.gate.cancel !== undefined) this.#call(step.gate, 'cancel', this.#passedSteps, this.#pending);
+      if (step.gate.cancel !== undefined) this.#cancel(step.gate, this.#pending);
       this.#pending = undefined;
     }
     for (let i = this.#passedSteps - 1; i >= 0; i--) {
       const step = steps[i]!;
       if (step.kind === 'gate') {
         this.#exiting = i;
-        this.#call(step.gate, 'exit', i);
+        this.#exit(step.gate, this.#permitAt(i));
       }
     }
     this.#stopDeadlines();
@@ -254,17 +257,30 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
 
   // --- Inside -----------------------------------------------------------------------------------
 
-  #call(
-    gate: Gate,
-    hook: 'response' | 'exit' | 'cancel',
-    index: number,
-    permit = this.#permitAt(index),
-  ): void {
+  // A gate of the user's that throws must not break a response on its way or skip the gates
+  // after it: the error becomes a warning. One method per hook keeps each call site monomorphic.
+
+  #exit(gate: Gate, permit: unknown): void {
     try {
-      gate[hook]!(this, permit);
+      gate.exit(this, permit);
     } catch (err) {
-      // A gate of the user's that throws while a response is on its way must not break it.
-      process.emitWarning(`breakwater: a gate's ${hook}() threw: ${String(err)}`);
+      warnThrew('exit', err);
+    }
+  }
+
+  #response(gate: Gate, permit: unknown): void {
+    try {
+      gate.response!(this, permit);
+    } catch (err) {
+      warnThrew('response', err);
+    }
+  }
+
+  #cancel(gate: Gate, permit: unknown): void {
+    try {
+      gate.cancel!(this, permit);
+    } catch (err) {
+      warnThrew('cancel', err);
     }
   }
 
@@ -297,7 +313,7 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
 
   #arm(step: TimeoutStep): void {
     const ms = this.timeoutMs(step);
-    const now = this.stepTime();
+    const now = this.time;
     if (this.#ownTimeout === null) {
       this.#ownTimeout = step;
       this.#ownTimeoutMs = ms;
@@ -321,6 +337,10 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
     const extras = this.#extraTimeouts;
     if (extras !== null) for (const extra of extras) extra.step.queue.stop(extra);
   }
+}
+
+function warnThrew(hook: string, err: unknown): void {
+  process.emitWarning(`breakwater: a gate's ${hook}() threw: ${String(err)}`);
 }
 
 /** The deadline of a second (or later) timeout met by one passage. */

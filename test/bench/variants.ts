@@ -15,7 +15,7 @@ import {
 } from 'cockatiel';
 import CircuitBreaker from 'opossum';
 import { Registry } from 'prom-client';
-import { Agent, Dispatcher, interceptors, request } from 'undici';
+import { Agent, Dispatcher, interceptors, request, setGlobalDispatcher } from 'undici';
 
 // The library under test: the tsc build the orchestrator made (see buildLibrary in common.ts), or
 // src/ through tsx when run with --tsx or on its own.
@@ -67,6 +67,20 @@ function plain(origin: string, dispatcher: Dispatcher): BenchClient {
   return {
     async send() {
       const res = await request(url, opts);
+      const body = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${body}`);
+    },
+    close: () => dispatcher.close(),
+  };
+}
+
+/** The plain client through the global dispatcher: `setGlobalDispatcher(d)`, then request(url) with no options. */
+function global(origin: string, dispatcher: Dispatcher): BenchClient {
+  const url = `${origin}/`;
+  setGlobalDispatcher(dispatcher);
+  return {
+    async send() {
+      const res = await request(url);
       const body = await res.body.text();
       if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${body}`);
     },
@@ -138,6 +152,19 @@ export const VARIANTS: readonly Variant[] = [
     build: (origin) => {
       const metrics = prometheusMetrics({ registry: new Registry() });
       return plain(origin, resilient(new Agent(), standardPipeline({ metrics })));
+    },
+  },
+  {
+    name: 'raw-global',
+    what: 'setGlobalDispatcher(agent) + request(url)',
+    build: (origin) => global(origin, new Agent()),
+  },
+  {
+    name: 'bw-std-metrics-global',
+    what: 'setGlobalDispatcher(resilient(agent, standardPipeline({ metrics }))) + request(url)',
+    build: (origin) => {
+      const metrics = prometheusMetrics({ registry: new Registry() });
+      return global(origin, resilient(new Agent(), standardPipeline({ metrics })));
     },
   },
   {
