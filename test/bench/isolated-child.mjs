@@ -84,6 +84,10 @@ export const VARIANTS = {
     ),
   'std-metrics': (inner) =>
     resilient(inner, standardPipeline({ metrics: prometheusMetrics({ registry: new Registry() }) })),
+  'std-no-retry': (inner) => resilient(inner, standardPipeline({ retry: false })),
+  timeout: (inner) => resilient(inner, pipeline([timeout(30_000)])),
+  breaker: (inner) => resilient(inner, pipeline([circuitBreaker()])),
+  bulkhead: (inner) => resilient(inner, pipeline([bulkhead({ maxConcurrent: 64, maxQueue: 1024 })])),
 };
 
 const [name, warmup, requests] = process.argv.slice(2);

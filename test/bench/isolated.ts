@@ -22,9 +22,13 @@ const VARIANTS: Record<string, string> = {
   direct: 'the stand-in dispatcher itself (the baseline)',
   'noop-dispatcher': 'a no-op Dispatcher subclass',
   retry: 'resilient(d, pipeline([retry()]))',
-  std: 'resilient(d, standardPipeline()): the standard shape, fused',
-  'std-stage-by-stage': "the preset's stages with bulkhead and breaker swapped, so built stage by stage",
+  std: 'resilient(d, standardPipeline())',
+  'std-stage-by-stage': "the preset's stages with bulkhead and breaker swapped (an order of the user's)",
   'std-metrics': 'resilient(d, standardPipeline({ metrics }))',
+  'std-no-retry': 'resilient(d, standardPipeline({ retry: false })): every stage once per request',
+  timeout: 'resilient(d, pipeline([timeout(30_000)]))',
+  breaker: 'resilient(d, pipeline([circuitBreaker()]))',
+  bulkhead: 'resilient(d, pipeline([bulkhead(…)]))',
 };
 
 /** Instructions callgrind counted over a whole client process. */

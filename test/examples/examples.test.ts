@@ -24,6 +24,16 @@ async function result(name: string): Promise<Record<string, unknown>> {
 }
 
 describe('examples', { concurrency: true }, () => {
+  test("tenant-cap: a gate of the user's caps each tenant at two in flight; the rest never reach the network", async () => {
+    assert.deepEqual(await result('tenant-cap'), {
+      example: 'tenant-cap',
+      a: { ok: 2, refused: 3 },
+      b: { ok: 1, refused: 0 },
+      mostAtOnce: { a: 2, b: 1 },
+      upstreamRequests: 3,
+    });
+  });
+
   test('undici-request: request() through resilient(); a 503 retried into a 200', async () => {
     assert.deepEqual(await result('undici-request'), {
       example: 'undici-request',
