@@ -53,13 +53,10 @@ abstract class Attempt extends Passage implements Controller {
   nextAttempt: Attempt | null = null;
   rawHeaders: Buffer[] | null = null;
   rawTrailers: Buffer[] | null = null;
-  protected readonly core: CoreLink;
   protected isPaused: boolean;
   /** Why it ended early; the dispatcher's request is aborted with it. */
   protected endReason: Error | null = null;
   readonly #opts: DispatchOptions;
-  #aborted = false;
-  #sentAt = 0;
   #recorded = false;
   #drained = 0;
 
@@ -67,14 +64,12 @@ abstract class Attempt extends Passage implements Controller {
     exchange: Exchange,
     number: number,
     steps: readonly Step[],
-    core: CoreLink,
     opts: DispatchOptions,
     now: number,
   ) {
-    super(steps, exchange.failureStatus);
+    super(steps);
     this.exchange = exchange;
     this.attempt = number;
-    this.core = core;
     this.#opts = opts;
     this.time = now;
     this.isPaused = exchange.paused;
@@ -92,6 +87,14 @@ abstract class Attempt extends Passage implements Controller {
     return this.exchange.observer;
   }
 
+  protected get core(): CoreLink {
+    return this.exchange.core;
+  }
+
+  protected get failureStatus(): readonly boolean[] {
+    return this.exchange.failureStatus;
+  }
+
   header(name: string): string | undefined {
     return requestHeader(this.#opts.headers, name);
   }
@@ -99,7 +102,7 @@ abstract class Attempt extends Passage implements Controller {
   // --- Controller ---------------------------------------------------------------------------------
 
   get aborted(): boolean {
-    return this.#aborted;
+    return this.endReason !== null;
   }
 
   get paused(): boolean {
@@ -112,7 +115,6 @@ abstract class Attempt extends Passage implements Controller {
 
   /** Ended from outside: the caller aborted, the total deadline passed, another attempt won. Nothing is reported back. */
   abort(reason: Error): void {
-    this.#aborted = true;
     if (this.phase === 'discarded') {
       this.#endDrain(reason);
       return;
@@ -149,10 +151,9 @@ abstract class Attempt extends Passage implements Controller {
     this.proceed();
   }
 
-  /** Past its gates: hand the request to the dispatcher. */
+  /** Past its gates: hand the request to the dispatcher. `time` stays the send time until headers. */
   protected passed(): void {
     this.phase = 'sent';
-    this.#sentAt = this.time;
     try {
       if (!this.dispatch(this.#opts)) this.exchange.innerBusy = true;
     } catch (err) {
@@ -274,7 +275,7 @@ abstract class Attempt extends Passage implements Controller {
 
   #record(kind: StatusClass, now: number): void {
     this.#recorded = true;
-    this.observer?.attemptFinished(this.method, kind, (now - this.#sentAt) / 1000);
+    this.observer?.attemptFinished(this.method, kind, (now - this.time) / 1000);
   }
 }
 
@@ -465,11 +466,10 @@ export function newAttempt(
   exchange: Exchange,
   number: number,
   steps: readonly Step[],
-  core: CoreLink,
   opts: DispatchOptions,
   now: number,
 ): Attempt {
-  return core.legacy
-    ? new LegacyCoreAttempt(exchange, number, steps, core, opts, now)
-    : new CurrentCoreAttempt(exchange, number, steps, core, opts, now);
+  return exchange.core.legacy
+    ? new LegacyCoreAttempt(exchange, number, steps, opts, now)
+    : new CurrentCoreAttempt(exchange, number, steps, opts, now);
 }

@@ -1,5 +1,6 @@
 import { BulkheadRejectedError } from '../errors.js';
-import type { BulkheadStage, BulkheadState } from '../policies/bulkhead.js';
+import type { QueueNode } from '../internal/linked-queue.js';
+import type { BulkheadStage, BulkheadState, BulkheadWaiter } from '../policies/bulkhead.js';
 import type { Gate } from './gate.js';
 import type { Passage } from './passage.js';
 
@@ -9,7 +10,7 @@ import type { Passage } from './passage.js';
  * is given back when the passage ends: body read, error, abort, timeout, or a response discarded
  * for a retry.
  */
-export class BulkheadGate implements Gate<BulkheadState> {
+export class BulkheadGate implements Gate<BulkheadState | QueuedTicket> {
   readonly #stage: BulkheadStage;
 
   constructor(stage: BulkheadStage) {
@@ -19,25 +20,46 @@ export class BulkheadGate implements Gate<BulkheadState> {
   enter(ticket: Passage): void {
     const stage = this.#stage;
     const slots = stage.states.get(ticket.key);
-    // The passage is its own queue node; the bulkhead admits it through ticket.admit().
-    const verdict = slots.acquire(ticket);
-    if (verdict === 'acquired') {
+    if (slots.tryAcquire()) {
       ticket.admit(slots);
-    } else if (verdict === 'queued') {
-      ticket.wait(slots);
-    } else {
-      ticket.observer?.bulkheadRejected();
-      ticket.refuse(new BulkheadRejectedError(ticket.key, stage.maxConcurrent, stage.maxQueue));
+      return;
     }
+    // A node of its own only for a ticket that waits: most never do.
+    const waiter = new QueuedTicket(ticket, slots);
+    if (slots.enqueue(waiter)) {
+      ticket.wait(waiter);
+      return;
+    }
+    ticket.observer?.bulkheadRejected();
+    ticket.refuse(new BulkheadRejectedError(ticket.key, stage.maxConcurrent, stage.maxQueue));
   }
 
-  cancel(ticket: Passage, slots: BulkheadState): void {
-    slots.leave(ticket);
+  cancel(_ticket: Passage, waiter: BulkheadState | QueuedTicket): void {
+    if (waiter instanceof QueuedTicket) waiter.slots.leave(waiter);
   }
 
-  exit(_ticket: Passage, slots: BulkheadState): void {
+  exit(_ticket: Passage, permit: BulkheadState | QueuedTicket): void {
+    const slots = permit instanceof QueuedTicket ? permit.slots : permit;
     slots.release();
     const states = this.#stage.states;
     if (states.oversized && slots.isIdle()) states.trim();
+  }
+}
+
+/** A ticket waiting in a bulkhead's queue; the bulkhead admits it when a slot frees up. */
+class QueuedTicket implements BulkheadWaiter {
+  queuePrev: QueueNode | null = null;
+  queueNext: QueueNode | null = null;
+  queued = false;
+  readonly ticket: Passage;
+  readonly slots: BulkheadState;
+
+  constructor(ticket: Passage, slots: BulkheadState) {
+    this.ticket = ticket;
+    this.slots = slots;
+  }
+
+  admit(): void {
+    this.ticket.admit();
   }
 }

@@ -7,10 +7,11 @@ import {
   isTransientNetworkError,
   statusClass,
 } from '../http/classify.js';
-import { isReplayableHeaders, requestHeader } from '../http/headers.js';
+import { isReplayableHeaders } from '../http/headers.js';
 import { hasIdempotencyKey } from '../http/idempotency.js';
 import { parseRetryAfter } from '../http/retry-after.js';
 import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
+import type { Deadline } from '../internal/deadline-queue.js';
 import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
 import type { BackoffStep } from '../policies/backoff.js';
 import type { GiveUpReason } from '../policies/retry.js';
@@ -20,14 +21,28 @@ import type { CoreLink } from './core-link.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, RetryReason, StatusClass } from './observer.js';
-import { Passage, type TimeoutStep } from './passage.js';
+import type { TimeoutStep } from './passage.js';
 import type { Plan } from './plan.js';
+import { RequestGates } from './request-gates.js';
 import type { Controller, DispatchOptions, Handler, Headers, RequestOverrides } from './types.js';
 
 /** Where an exchange reports that it has settled (the pipeline runtime). */
 export interface ExchangeOwner {
+  /** The pipeline's compiled plan. */
+  readonly plan: Plan;
+  /** The dispatcher underneath. */
+  readonly core: CoreLink;
   settled(ex: Exchange): void;
 }
+
+// How far the request has come to its end.
+const LIVE = 0;
+/** The answer or the error is decided: nothing more is sent. */
+const DONE = 1;
+/** The caller has heard it. */
+const TOLD = 2;
+/** The owner has forgotten it (no attempt drains any more). */
+const SETTLED = 3;
 
 const EMPTY_CONTEXT = Object.freeze({});
 
@@ -35,7 +50,8 @@ const EMPTY_CONTEXT = Object.freeze({});
  * One logical request: the one object that owns it from the caller's dispatch to its last
  * callback. It is
  * - the controller handed to the caller (abort, pause, resume, raw headers);
- * - the ticket of the gates before the retry stage, and the holder of the total deadline;
+ * - the holder of the total deadline (a timeout listed first), and of the passage through the
+ *   other stages before the retry stage (RequestGates), when the pipeline has any;
  * - the attempt policy: it launches attempts, decides at each response or failure whether it is
  *   the answer or worth another attempt (retryable outcome, safe to repeat, attempts, Retry-After,
  *   deadline, budget), and waits out the backoff;
@@ -45,12 +61,17 @@ const EMPTY_CONTEXT = Object.freeze({});
  * It keeps a list of its unfinished attempts (in flight, or draining a discarded response), so
  * several can be in flight at once and an ending aborts them all.
  */
-export class Exchange extends Passage implements Controller {
+export class Exchange implements Controller, Deadline {
+  // Its place in the total timeout's deadlines (Deadline).
+  deadlineAt = 0;
+  deadlinePrev: Deadline | null = null;
+  deadlineNext: Deadline | null = null;
+  inDeadlineQueue = false;
+  deadlineTimer: NodeJS.Timeout | null = null;
   readonly key: string;
   readonly method: string;
   readonly overrides: RequestOverrides | undefined;
   readonly observer: OriginObserver | undefined;
-  readonly attempt = 0;
   /** Monotonic ms (internal/clock.ts) when the caller dispatched. */
   readonly startedAt: number;
   /** Monotonic ms by which a total timeout fires; Infinity when none. */
@@ -66,15 +87,12 @@ export class Exchange extends Passage implements Controller {
   livePrev: Exchange | null = null;
   liveNext: Exchange | null = null;
 
-  readonly #plan: Plan;
-  readonly #core: CoreLink;
   readonly #opts: DispatchOptions;
   readonly #handler: Handler;
   /** Our own legacy adapter reads the raw headers; any other handler gets them parsed. */
   readonly #wantsParsed: boolean;
   readonly #owner: ExchangeOwner;
   readonly #budget: RetryBudget | null;
-  readonly #maxAttempts: number;
   /** Unfinished attempts, newest first. */
   #attempts: Attempt | null = null;
   /** The attempt whose response goes to the caller. */
@@ -85,30 +103,27 @@ export class Exchange extends Passage implements Controller {
   /** Monotonic ms at which the scheduled attempt is due. */
   #retryAt = 0;
   #step: BackoffStep | null = null;
-  #done = false;
-  #settled = false;
-  /** The caller has heard the ending. */
-  #told = false;
+  #end = LIVE;
   #aborted = false;
   #paused = false;
   #reason: Error | null = null;
+  /** The final response's status, once the caller has its headers. */
   #status = 0;
+  /** The total timeout's milliseconds for this request (0 without one). */
+  #totalMs = 0;
+  #gates: RequestGates | null = null;
 
   constructor(
-    plan: Plan,
-    core: CoreLink,
+    owner: ExchangeOwner,
     opts: DispatchOptions,
     method: string,
     overrides: RequestOverrides | undefined,
     key: string,
     observer: OriginObserver | undefined,
     handler: Handler,
-    owner: ExchangeOwner,
     startedAt: number,
   ) {
-    super(plan.requestSteps, plan.failureStatus);
-    this.#plan = plan;
-    this.#core = core;
+    const plan = owner.plan;
     this.#opts = opts;
     this.key = key;
     this.method = method;
@@ -118,28 +133,24 @@ export class Exchange extends Passage implements Controller {
     this.#wantsParsed = !(handler instanceof LegacyHandlerAdapter);
     this.#owner = owner;
     this.startedAt = startedAt;
-    this.time = startedAt;
     const retry = plan.retry;
     this.#budget = retry === null || retry.budgets === null ? null : retry.budgets.get(key);
-    this.#maxAttempts =
-      retry === null
-        ? 1
-        : overrides?.maxAttempts === undefined
-          ? retry.maxAttempts
-          : integer('breakwater.maxAttempts', overrides.maxAttempts, 1);
+    // Checked before anything is armed: a bad override fails this request at once.
+    if (retry !== null && overrides?.maxAttempts !== undefined) this.#maxAttempts();
   }
 
   /** The caller has its answer (or its error); attempts may still be draining. */
   get done(): boolean {
-    return this.#done;
+    return this.#end !== LIVE;
+  }
+
+  /** The dispatcher underneath, for the attempts. */
+  get core(): CoreLink {
+    return this.#owner.core;
   }
 
   get failureStatus(): readonly boolean[] {
-    return this.#plan.failureStatus;
-  }
-
-  header(name: string): string | undefined {
-    return requestHeader(this.#opts.headers, name);
+    return this.#owner.plan.failureStatus;
   }
 
   /**
@@ -148,7 +159,23 @@ export class Exchange extends Passage implements Controller {
    */
   start(): boolean {
     this.#handler.onRequestStart?.(this, EMPTY_CONTEXT);
-    if (!this.#done) this.proceed();
+    if (this.#end !== LIVE) return !this.innerBusy;
+    const plan = this.#owner.plan;
+    if (plan.total !== null) {
+      try {
+        this.#armTotal(plan.total);
+      } catch (err) {
+        // A bad per-request totalTimeout: this request fails, naming it.
+        this.#fail(err as Error, -1);
+        return !this.innerBusy;
+      }
+    }
+    if (plan.requestSteps.length === 0) {
+      this.gatesPassed(this.startedAt);
+    } else {
+      this.#gates = new RequestGates(this, plan.requestSteps, this.#opts, this.startedAt);
+      this.#gates.start();
+    }
     return !this.innerBusy;
   }
 
@@ -175,9 +202,9 @@ export class Exchange extends Passage implements Controller {
   }
 
   abort(reason?: Error): void {
-    if (this.#done) return;
+    if (this.#end !== LIVE) return;
     this.#aborted = true;
-    this.#end(reason ?? new Error('aborted'), -1);
+    this.#fail(reason ?? new Error('aborted'), -1);
   }
 
   pause(): void {
@@ -190,46 +217,43 @@ export class Exchange extends Passage implements Controller {
     this.#answer?.resume();
   }
 
-  // --- Passage ----------------------------------------------------------------------------------
+  // --- The total deadline and the gates before the retry stage ---------------------------------
 
-  protected timeoutMs(step: TimeoutStep): number {
-    const override = this.overrides?.totalTimeout;
-    // Checked when used, as it comes per request: a bad value fails this request, naming it.
-    const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
-    const deadline = this.time + ms;
+  /** The total timeout passed (Deadline). */
+  expire(): void {
+    if (this.#end !== LIVE) return;
+    this.observer?.timedOut('total');
+    // Listed first, it is outside every gate: nobody's verdict on the upstream.
+    this.#fail(new TimeoutError('total', this.#totalMs), -1);
+  }
+
+  /** A total timeout (of any one stage) ends the request by `deadline`: retries stop short of it. */
+  bound(deadline: number): void {
     if (deadline < this.deadline) this.deadline = deadline;
-    return ms;
   }
 
-  protected override resumed(): void {
-    const now = monotonicNow();
-    this.observer?.queueWaited((now - this.time) / 1000);
-    this.time = now;
-    this.proceed();
+  /** Past the gates before the retry stage (at `now`): the first attempt goes. */
+  gatesPassed(now: number): void {
+    this.#budget?.recordRequest(policyTime(now));
+    this.#launch(now);
   }
 
-  /** Past the gates before the retry stage: the first attempt goes. */
-  protected passed(): void {
-    this.#budget?.recordRequest(policyTime(this.time));
-    this.#launch(this.time);
-  }
-
-  /** A gate before the retry stage refused, or a total timeout fired. */
-  protected fail(error: Error, atStep: number): void {
-    if (!this.#done) this.#end(error, atStep);
+  /** A gate before the retry stage refused, or a timeout among them fired, at step `atStep`. */
+  gatesFailed(error: Error, atStep: number): void {
+    if (this.#end === LIVE) this.#fail(error, atStep);
   }
 
   // --- Reports from the attempts ------------------------------------------------------------------
 
   attemptInformed(attempt: Attempt, statusCode: number, headers: Headers, statusMessage: string): void {
-    if (this.#done || this.#answer !== null) return;
+    if (this.#end !== LIVE || this.#answer !== null) return;
     this.#reporting = attempt;
     this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
   }
 
   attemptResponded(attempt: Attempt, statusCode: number, headers: Headers, statusMessage: string): void {
-    if (this.#done) return;
-    const retry = this.#plan.retry;
+    if (this.#end !== LIVE) return;
+    const retry = this.#owner.plan.retry;
     if (retry !== null && retry.retryableStatus[statusCode] === true) {
       const retryAfter = resolveHeaders(attempt, headers)['retry-after'];
       const delay = this.#retryDelay(parseRetryAfter(retryAfter, Date.now()), 'status', statusCode);
@@ -241,16 +265,18 @@ export class Exchange extends Passage implements Controller {
     }
     this.#answer = attempt;
     this.#reporting = attempt;
-    this.#status = statusCode;
     attempt.forward();
-    this.responded(statusCode, attempt.time);
+    this.#status = statusCode;
+    if (this.#owner.plan.total?.untilHeaders === true) this.#owner.plan.total.queue.stop(this);
+    this.#gates?.respond(statusCode, attempt.time);
     this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
   }
 
   attemptFailed(attempt: Attempt, error: Error): void {
     this.#unlink(attempt);
-    if (this.#done) return;
-    const reason = this.#plan.retry === null ? null : failureKind(error, this.#plan.retry.retryableStatus);
+    if (this.#end !== LIVE) return;
+    const reason =
+      this.#owner.plan.retry === null ? null : failureKind(error, this.#owner.plan.retry.retryableStatus);
     if (reason !== null) {
       // A request that never left (refused, connect timeout) is safe to repeat whatever its method.
       const unsafe = this.#unsafeToRepeat(reason === 'network' && isConnectFailure(error));
@@ -274,16 +300,16 @@ export class Exchange extends Passage implements Controller {
   }
 
   forwardData(chunk: Buffer): void {
-    if (!this.#done) this.#handler.onResponseData?.(this, chunk);
+    if (this.#end === LIVE) this.#handler.onResponseData?.(this, chunk);
   }
 
   forwardEnd(trailers: Headers): void {
     const answer = this.#answer;
     if (answer !== null) this.#unlink(answer);
-    if (this.#done) return;
+    if (this.#end !== LIVE) return;
     this.#finish(null, Number.POSITIVE_INFINITY);
     this.#recordOutcome(null);
-    this.#told = true;
+    this.#end = TOLD;
     this.#handler.onResponseEnd?.(this, this.#wantsParsed ? resolveTrailers(this, trailers) : trailers);
     this.#settleIfIdle();
   }
@@ -291,7 +317,7 @@ export class Exchange extends Passage implements Controller {
   forwardError(error: Error): void {
     const answer = this.#answer;
     if (answer !== null) this.#unlink(answer);
-    if (this.#done) return;
+    if (this.#end !== LIVE) return;
     this.#finish(error, Number.POSITIVE_INFINITY);
     this.#tellError(error);
   }
@@ -299,7 +325,7 @@ export class Exchange extends Passage implements Controller {
   /** Fired by the backoff timer. */
   retryNow(): void {
     this.#timer = null;
-    if (this.#done) return;
+    if (this.#end !== LIVE) return;
     const now = monotonicNow();
     const remaining = this.#retryAt - now;
     if (remaining >= 1) {
@@ -318,7 +344,7 @@ export class Exchange extends Passage implements Controller {
       factory !== undefined && (n > 1 || this.#opts.body == null)
         ? { ...this.#opts, body: factory() }
         : this.#opts;
-    const attempt = newAttempt(this, n, this.#plan.attemptSteps, this.#core, opts, now);
+    const attempt = newAttempt(this, n, this.#owner.plan.attemptSteps, opts, now);
     attempt.nextAttempt = this.#attempts;
     this.#attempts = attempt;
     attempt.start();
@@ -329,7 +355,7 @@ export class Exchange extends Passage implements Controller {
    * before the retry stage): every attempt is aborted first, so sockets are already being released
    * when the caller hears.
    */
-  #end(error: Error, atStep: number): void {
+  #fail(error: Error, atStep: number): void {
     this.#reason = error;
     this.#finish(error, atStep);
     // Detached first: an aborted attempt that was draining reports back, which unlinks it.
@@ -346,19 +372,19 @@ export class Exchange extends Passage implements Controller {
 
   /** Marks the request done, clears the backoff timer and lets go of the gates and deadlines. */
   #finish(error: Error | null, atStep: number): void {
-    this.#done = true;
+    this.#end = DONE;
     // Cancels a backoff at once: cockatiel's retry sleep would ignore the signal, ours is a timer we own.
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
-    this.ended = true;
-    this.releaseSteps(error, atStep);
+    this.#owner.plan.total?.queue.stop(this);
+    this.#gates?.release(error, atStep);
   }
 
   #tellError(error: Error): void {
     this.#recordOutcome(error);
-    this.#told = true;
+    this.#end = TOLD;
     this.#handler.onResponseError?.(this, error);
     this.#settleIfIdle();
   }
@@ -369,7 +395,7 @@ export class Exchange extends Passage implements Controller {
     const seconds = (monotonicNow() - this.startedAt) / 1000;
     if (error === null) {
       const status = this.#status;
-      const failed = this.#plan.failureStatus[status] === true;
+      const failed = this.#owner.plan.failureStatus[status] === true;
       observer.requestFinished(this.method, failed ? 'failure' : 'success', statusClass(status), seconds);
     } else {
       const kind = this.#aborted && this.#reason === error ? 'aborted' : errorKind(error);
@@ -379,8 +405,8 @@ export class Exchange extends Passage implements Controller {
 
   /** The owner forgets the request once the caller heard its ending and no attempt still drains. */
   #settleIfIdle(): void {
-    if (!this.#told || this.#attempts !== null || this.#settled) return;
-    this.#settled = true;
+    if (this.#end !== TOLD || this.#attempts !== null) return;
+    this.#end = SETTLED;
     this.#owner.settled(this);
   }
 
@@ -396,6 +422,23 @@ export class Exchange extends Passage implements Controller {
       }
     }
     attempt.nextAttempt = null;
+  }
+
+  /** Starts the total deadline: the stage's milliseconds, or the request's own override. */
+  #armTotal(total: TimeoutStep): void {
+    const override = this.overrides?.totalTimeout;
+    const ms = override === undefined ? total.ms : duration('breakwater.totalTimeout', override);
+    this.#totalMs = ms;
+    total.queue.start(this, this.startedAt, ms);
+    this.bound(this.startedAt + ms);
+  }
+
+  /** Attempts in all for this request: the retry stage's, or the request's own override. */
+  #maxAttempts(): number {
+    const retry = this.#owner.plan.retry;
+    if (retry === null) return 1;
+    const override = this.overrides?.maxAttempts;
+    return override === undefined ? retry.maxAttempts : integer('breakwater.maxAttempts', override, 1);
   }
 
   #parsed(headers: Headers): Headers {
@@ -416,7 +459,7 @@ export class Exchange extends Passage implements Controller {
     if (neverLeft) return null;
     // The method, an Idempotency-Key header or the caller's opt-in makes a repeat safe.
     const idempotent =
-      this.#plan.retry!.methods.has(this.method) ||
+      this.#owner.plan.retry!.methods.has(this.method) ||
       overrides?.idempotent === true ||
       hasIdempotencyKey(this.#opts.headers);
     return idempotent ? null : 'not-idempotent';
@@ -433,12 +476,12 @@ export class Exchange extends Passage implements Controller {
     statusCode?: number,
     error?: Error,
   ): number {
-    const retry = this.#plan.retry!;
+    const retry = this.#owner.plan.retry!;
     if (reason === 'status') {
       const unsafe = this.#unsafeToRepeat(false);
       if (unsafe !== null) return this.#giveUp(unsafe, statusCode, error);
     }
-    if (this.attempts >= this.#maxAttempts) return this.#giveUp('attempts', statusCode, error);
+    if (this.attempts >= this.#maxAttempts()) return this.#giveUp('attempts', statusCode, error);
     if (retryAfter !== undefined && retryAfter > retry.maxRetryAfter) {
       return this.#giveUp('retry-after', statusCode, error);
     }
@@ -454,7 +497,7 @@ export class Exchange extends Passage implements Controller {
   }
 
   #giveUp(reason: GiveUpReason, statusCode: number | undefined, error: Error | undefined): -1 {
-    const events = this.#plan.retry!.giveUpEvents;
+    const events = this.#owner.plan.retry!.giveUpEvents;
     if (events.hasListeners) {
       events.emit({ key: this.key, attempts: this.attempts, reason, statusCode, error });
     }
@@ -468,7 +511,7 @@ export class Exchange extends Passage implements Controller {
     error: Error | undefined,
   ): void {
     this.observer?.retryScheduled(reason);
-    const events = this.#plan.retry!.retryEvents;
+    const events = this.#owner.plan.retry!.retryEvents;
     if (events.hasListeners) {
       events.emit({ key: this.key, attempt: this.attempts, delay, reason, statusCode, error });
     }

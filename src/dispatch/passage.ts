@@ -1,7 +1,6 @@
 import { TimeoutError, type TimeoutScope } from '../errors.js';
 import { isUpstreamFailure } from '../http/classify.js';
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
-import type { QueueNode } from '../internal/linked-queue.js';
 import type { Gate, GateOutcome, GateTicket } from './gate.js';
 import type { OriginObserver } from './observer.js';
 
@@ -30,6 +29,8 @@ const ENTERING = 1;
 const ADMITTED = 2;
 const WAITING = 3;
 const REFUSED = 4;
+/** Released: no gate is entered or admitted any more. */
+const RELEASED = 5;
 
 /**
  * One passage through a section of steps: a request through the gates before the retry stage, or
@@ -38,14 +39,11 @@ const REFUSED = 4;
  * it holds exactly once, in reverse: every admitted gate's `exit()`, a waiting gate's `cancel()`,
  * every deadline.
  *
- * It also carries the links of the intrusive lists it can be in, so queueing and deadlines
- * allocate nothing: a bulkhead's queue (one wait at a time), and the deadline of the first
- * timeout it meets (a further timeout in the same section gets a small node of its own).
+ * It carries the links of the deadline of the first timeout it meets, so arming it allocates
+ * nothing (a further timeout in the same section gets a small node of its own). Its fields are
+ * few on purpose: two passages are made per request.
  */
-export abstract class Passage implements GateTicket, QueueNode, Deadline {
-  queuePrev: QueueNode | null = null;
-  queueNext: QueueNode | null = null;
-  queued = false;
+export abstract class Passage implements GateTicket, Deadline {
   deadlineAt = 0;
   deadlinePrev: Deadline | null = null;
   deadlineNext: Deadline | null = null;
@@ -64,28 +62,21 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
   /** Set by the subclass when the passage has ended; no step is entered after it. */
   protected ended = false;
   readonly #steps: readonly Step[];
-  readonly #failureStatus: readonly boolean[];
   #passedSteps = 0;
   #gateState = IDLE;
+  /** The permit of the gate being entered or waited at, or the error it refused with. */
   #pending: unknown;
-  #refusal: Error | null = null;
   // Permits of the first two steps in fields, the rest in an array made only if needed.
   #permit0: unknown;
   #permit1: unknown;
   #permits: unknown[] | null = null;
   #ownTimeout: TimeoutStep | null = null;
-  #ownTimeoutMs = 0;
   #extraTimeouts: ExtraDeadline[] | null = null;
-  #released = false;
-  #endError: Error | null = null;
-  /** The step whose decision ended the passage: gates before it had it happen inside them. */
-  #endStep = -1;
-  /** The step whose gate is being told of the ending (for `outcome`). */
-  #exiting = -1;
+  /** What the gate being told of the response or the ending is to make of it. */
+  #outcome: GateOutcome = 'neutral';
 
-  constructor(steps: readonly Step[], failureStatus: readonly boolean[]) {
+  constructor(steps: readonly Step[]) {
     this.#steps = steps;
-    this.#failureStatus = failureStatus;
   }
 
   // --- GateTicket -------------------------------------------------------------------------------
@@ -93,13 +84,7 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
   abstract header(name: string): string | undefined;
 
   get outcome(): GateOutcome {
-    const status = this.statusCode;
-    if (status >= 200) return this.#failureStatus[status] === true ? 'failure' : 'success';
-    const error = this.#endError;
-    if (error === null) return 'neutral';
-    return isUpstreamFailure(error, this.#endStep > this.#exiting, this.#failureStatus)
-      ? 'failure'
-      : 'neutral';
+    return this.#outcome;
   }
 
   admit(permit?: unknown): void {
@@ -128,7 +113,7 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
     const state = this.#gateState;
     if (state === ENTERING) {
       this.#gateState = REFUSED;
-      this.#refusal = error;
+      this.#pending = error;
     } else if (state === WAITING) {
       this.#gateState = IDLE;
       this.#pending = undefined;
@@ -140,7 +125,9 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
 
   /** The deadline of the first timeout this passage met has passed. */
   expire(): void {
-    this.timeoutFired(this.#ownTimeout!, this.#ownTimeoutMs);
+    const step = this.#ownTimeout!;
+    // Read again rather than kept: a timeout that fires is rare, a field on every passage is not.
+    this.timeoutFired(step, this.timeoutMs(step));
   }
 
   /** A timeout step fired: the passage ends with TimeoutError, decided at that step. */
@@ -151,6 +138,9 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
   }
 
   // --- For the subclasses -----------------------------------------------------------------------
+
+  /** The statuses that mean the upstream failed (the plan's one definition). */
+  protected abstract get failureStatus(): readonly boolean[];
 
   /** Every step passed: the request may start its attempts, the attempt may be sent. */
   protected abstract passed(): void;
@@ -174,7 +164,13 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
       const index = this.#passedSteps;
       const step = steps[index]!;
       if (step.kind === 'timeout') {
-        this.#arm(step);
+        try {
+          this.#arm(step);
+        } catch (err) {
+          // A bad per-request override of its milliseconds: this passage fails, naming it.
+          this.fail(err as Error, index);
+          return;
+        }
         this.#passedSteps++;
         continue;
       }
@@ -184,7 +180,7 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
         step.gate.enter(this);
       } catch (err) {
         this.#gateState = REFUSED;
-        this.#refusal = err as Error;
+        this.#pending = err;
       }
       const state = this.#gateState;
       if (state === ADMITTED) {
@@ -194,13 +190,13 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
         this.#passedSteps++;
         continue;
       }
-      if (state === WAITING) return;
-      this.#gateState = IDLE;
+      if (state === WAITING || state === RELEASED) return;
       const error =
         state === REFUSED
-          ? this.#refusal!
+          ? (this.#pending as Error)
           : new Error('breakwater: a gate neither admitted, held nor refused');
-      this.#refusal = null;
+      this.#gateState = IDLE;
+      this.#pending = undefined;
       this.fail(error, index);
       return;
     }
@@ -211,6 +207,7 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
   protected responded(statusCode: number, now: number): void {
     this.statusCode = statusCode;
     this.time = now;
+    this.#outcome = this.failureStatus[statusCode] === true ? 'failure' : 'success';
     const steps = this.#steps;
     for (let i = 0; i < this.#passedSteps; i++) {
       const step = steps[i]!;
@@ -228,22 +225,25 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
    * response, decided at step `atStep` (`steps.length` or more: inside all of them).
    */
   protected releaseSteps(error: Error | null, atStep: number): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#endError = error;
-    this.#endStep = atStep;
+    const state = this.#gateState;
+    if (state === RELEASED) return;
+    this.#gateState = RELEASED;
     const steps = this.#steps;
-    if (this.#gateState === WAITING) {
-      this.#gateState = IDLE;
-      const step = steps[this.#passedSteps] as GateStep;
-      this.#exiting = this.#passedSteps;
-      if (step.gate.cancel !== undefined) this.#cancel(step.gate, this.#pending);
+    const passed = this.#passedSteps;
+    if (state === WAITING) {
+      const step = steps[passed] as GateStep;
+      if (step.gate.cancel !== undefined) {
+        this.#outcome = 'neutral';
+        this.#cancel(step.gate, this.#pending);
+      }
       this.#pending = undefined;
     }
-    for (let i = this.#passedSteps - 1; i >= 0; i--) {
+    // A response's outcome holds for every gate; an error's depends on where it was decided.
+    const responded = this.statusCode >= 200;
+    for (let i = passed - 1; i >= 0; i--) {
       const step = steps[i]!;
       if (step.kind === 'gate') {
-        this.#exiting = i;
+        if (!responded) this.#outcome = this.#errorOutcome(error, atStep > i);
         this.#exit(step.gate, this.#permitAt(i));
       }
     }
@@ -284,6 +284,14 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
     }
   }
 
+  /**
+   * What an ending in `error` means for a gate: `inside` when it was decided at a step after the
+   * gate (or by the dispatcher), so a timeout of any scope bounded what the gate let through.
+   */
+  #errorOutcome(error: Error | null, inside: boolean): GateOutcome {
+    return isUpstreamFailure(error, inside, this.failureStatus) ? 'failure' : 'neutral';
+  }
+
   #recheck(index: number): Error | undefined {
     const steps = this.#steps;
     for (let i = 0; i < index; i++) {
@@ -316,7 +324,6 @@ export abstract class Passage implements GateTicket, QueueNode, Deadline {
     const now = this.time;
     if (this.#ownTimeout === null) {
       this.#ownTimeout = step;
-      this.#ownTimeoutMs = ms;
       step.queue.start(this, now, ms);
     } else {
       const extra = new ExtraDeadline(this, step, ms);

@@ -7,7 +7,7 @@ import { TimeoutStage } from '../policies/timeout.js';
 import { BreakerGate } from './breaker-gate.js';
 import { BulkheadGate } from './bulkhead-gate.js';
 import { GateStage } from './gate.js';
-import type { Step } from './passage.js';
+import type { Step, TimeoutStep } from './passage.js';
 
 /** Any stage a pipeline accepts. */
 export type Stage = TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage | GateStage;
@@ -19,6 +19,9 @@ export type Stage = TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadSt
  * the request makes a single attempt.
  */
 export interface Plan {
+  /** A timeout listed first: it bounds the whole exchange, and the request itself keeps it. */
+  readonly total: TimeoutStep | null;
+  /** The other stages before the retry stage: gates the request passes once. */
   readonly requestSteps: readonly Step[];
   readonly retry: RetryStage | null;
   readonly attemptSteps: readonly Step[];
@@ -48,10 +51,12 @@ export function compilePlan(stages: readonly Stage[]): Plan {
     throw new InvalidOptionError(`stages[${second}]`, 'at most one retry stage per pipeline', 'a second one');
   }
   const retry = retryIndex === -1 ? null : (stages[retryIndex] as RetryStage);
-  const before = retryIndex === -1 ? stages : stages.slice(0, retryIndex);
+  const before = (retryIndex === -1 ? stages : stages.slice(0, retryIndex)).map((s) => toStep(s, 'total'));
   const after = retryIndex === -1 ? [] : stages.slice(retryIndex + 1);
+  const total = before[0]?.kind === 'timeout' ? before[0] : null;
   return {
-    requestSteps: before.map((s) => toStep(s, 'total')),
+    total,
+    requestSteps: total === null ? before : before.slice(1),
     retry,
     attemptSteps: after.map((s) => toStep(s, 'attempt')),
     failureStatus: retry?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES),

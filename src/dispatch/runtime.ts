@@ -18,8 +18,8 @@ export type KeyFunction = (opts: DispatchOptions) => string;
 export class Runtime implements ExchangeOwner {
   readonly dispatch: DispatchFn;
   readonly #downstream: DispatchFn;
-  readonly #plan: Plan;
-  readonly #core: CoreLink;
+  readonly plan: Plan;
+  readonly core: CoreLink;
   readonly #key: KeyFunction | undefined;
   readonly #observer: PipelineObserver | undefined;
   /** Tells the pipeline this runtime is done, so it stops holding it (and its dispatcher). */
@@ -48,8 +48,8 @@ export class Runtime implements ExchangeOwner {
     this.#downstream = downstream;
     this.#key = key;
     this.#observer = observer;
-    this.#plan = plan;
-    this.#core = new CoreLink(downstream, observer !== undefined);
+    this.plan = plan;
+    this.core = new CoreLink(downstream, observer !== undefined);
     const runtime = this;
     // undici's compose() checks that an interceptor's dispatch declares exactly two parameters.
     this.dispatch = function breakwaterDispatch(opts: DispatchOptions, handler: Handler): boolean {
@@ -94,15 +94,13 @@ export class Runtime implements ExchangeOwner {
     let ex: Exchange;
     try {
       ex = new Exchange(
-        this.#plan,
-        this.#core,
+        this,
         opts,
         method,
         ownOption(opts, 'breakwater'),
         key,
         observer,
         handler,
-        this,
         monotonicNow(),
       );
     } catch (err) {

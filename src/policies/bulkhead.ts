@@ -47,15 +47,26 @@ export class BulkheadState {
    * (`'rejected'`). FIFO holds because nobody acquires directly while others wait.
    */
   acquire(waiter: BulkheadWaiter): 'acquired' | 'queued' | 'rejected' {
+    if (this.tryAcquire()) return 'acquired';
+    return this.enqueue(waiter) ? 'queued' : 'rejected';
+  }
+
+  /** Takes a slot if one is free and nobody waits for it (FIFO). */
+  tryAcquire(): boolean {
     if (this.inFlight < this.#maxConcurrent && this.#queue.length === 0) {
       this.inFlight++;
-      return 'acquired';
+      return true;
     }
+    return false;
+  }
+
+  /** Queues `waiter` for the next free slot; false when the queue is full. */
+  enqueue(waiter: BulkheadWaiter): boolean {
     if (this.#queue.length < this.#maxQueue) {
       this.#queue.push(waiter);
-      return 'queued';
+      return true;
     }
-    return 'rejected';
+    return false;
   }
 
   /** Removes a waiter that no longer wants its slot (its caller aborted or its deadline passed). */

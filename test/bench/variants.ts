@@ -160,6 +160,16 @@ export const VARIANTS: readonly Variant[] = [
     build: (origin) => global(origin, new Agent()),
   },
   {
+    name: 'noop-global',
+    what: 'setGlobalDispatcher(no-op Dispatcher subclass) + request(url)',
+    build: (origin) => global(origin, new ForwardingDispatcher(new Agent())),
+  },
+  {
+    name: 'bw-std-global',
+    what: 'setGlobalDispatcher(resilient(agent, standardPipeline())) + request(url)',
+    build: (origin) => global(origin, resilient(new Agent(), standardPipeline())),
+  },
+  {
     name: 'bw-std-metrics-global',
     what: 'setGlobalDispatcher(resilient(agent, standardPipeline({ metrics }))) + request(url)',
     build: (origin) => {

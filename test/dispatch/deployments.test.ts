@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { Agent, type Dispatcher, fetch, interceptors, request } from 'undici';
+import { CoreLink } from '../../src/dispatch/core-link.js';
 import { isConnectFailure, isTransientNetworkError } from '../../src/http/classify.js';
 import {
   bulkhead,
@@ -341,6 +342,53 @@ describe('a request leaving a queue meets the circuit as it is then', () => {
     assert.ok(upstream.count() <= 6, `the upstream saw ${upstream.count()} of 20`);
     assert.equal(outcomes.filter((o) => o === 'open').length, 20 - upstream.count());
     assert.ok(outcomes.every((o) => o === 503 || o === 'open'));
+  });
+});
+
+describe('one definition of a failing status', () => {
+  let upstream: Upstream;
+  before(async () => {
+    upstream = await startUpstream();
+  });
+  after(() => upstream.close());
+  afterEach(() => upstream.reset());
+
+  test("the retry stage's statuses are what the breaker and requests_total call failures", async (t) => {
+    const registry = new Registry();
+    const breaker = circuitBreaker({ consecutiveFailures: 2 });
+    const interceptor = pipeline([retry({ maxAttempts: 1, statuses: [502] }), breaker], {
+      metrics: prometheusMetrics({ registry }),
+    });
+    const dispatcher = resilient(new Agent(), interceptor);
+    t.after(() => dispatcher.destroy());
+    const send = async () => (await request(upstream.url('/'), { dispatcher })).body.text();
+    upstream.setScript({ kind: 'respond', status: 503, body: 'not ours to count' });
+    await send();
+    await send();
+    assert.equal(breaker.state(upstream.origin), 'closed', '503 is not in statuses: no failure');
+    assert.match(await registry.metrics(), /breakwater_requests_total\{[^}]*outcome="success"[^}]*\} 2/);
+    upstream.setScript({ kind: 'respond', status: 502, body: 'bad gateway' });
+    await send();
+    await send();
+    assert.equal(breaker.state(upstream.origin), 'open', '502 is: two in a row open it');
+    assert.match(await registry.metrics(), /breakwater_requests_total\{[^}]*outcome="failure"[^}]*\} 2/);
+  });
+});
+
+describe('the handler API of the dispatcher underneath', () => {
+  test('a dispatcher that refuses legacy handlers is recognised by its error code, whatever the message', () => {
+    const link = new CoreLink(() => true, false);
+    link.legacy = true;
+    const refusal = Object.assign(new Error('a message in another words'), { code: 'UND_ERR_INVALID_ARG' });
+    assert.equal(link.refusedLegacy(refusal, true), false, 'not once the handler was called');
+    assert.equal(link.legacy, true);
+    assert.equal(
+      link.refusedLegacy(new Error('invalid onRequestStart'), false),
+      false,
+      'no code: not a refusal',
+    );
+    assert.equal(link.refusedLegacy(refusal, false), true);
+    assert.equal(link.legacy, false, 'later attempts speak the current API');
   });
 });
 

@@ -156,6 +156,27 @@ describe('regressions', () => {
     assert.equal(upstream.count(), 0);
   });
 
+  test('a bad attemptTimeout override on a request that waited for a slot fails that request only', async (t) => {
+    upstream.setScript({ kind: 'respond', status: 200, body: 'ok', delayMs: 50 });
+    const interceptor = pipeline([retry(), bulkhead({ maxConcurrent: 1, maxQueue: 1 }), timeout(500)]);
+    const dispatcher = resilient(new Agent(), interceptor);
+    t.after(() => dispatcher.close());
+    const first = request(upstream.url('/'), { dispatcher });
+    // It queues behind the first, and its override is read only when it gets the slot.
+    const second = request(upstream.url('/'), {
+      dispatcher,
+      ...({ breakwater: { attemptTimeout: 0 } } as object),
+    }).catch((e: unknown) => e);
+    const res = await first;
+    assert.equal(await res.body.text(), 'ok', 'the request that freed the slot is unharmed');
+    const error = await second;
+    assert.ok(error instanceof InvalidOptionError && error.message.includes('breakwater.attemptTimeout'));
+    assert.equal(upstream.count(), 1);
+    const health = interceptor.health()[upstream.origin];
+    assert.equal(health?.inFlight, 0, 'no slot left taken');
+    assert.equal(health?.queued, 0);
+  });
+
   test('a process whose only pending work is a request in backoff stays alive and finishes it', async () => {
     let calls = 0;
     const server = createServer((_req, res) => {

@@ -114,6 +114,18 @@ describe('DecorrelatedBackoff', () => {
     assert.equal(draws, 4, 'one random draw per step made');
     assert.equal(a.next().delay, b.next().delay);
   });
+
+  test('the injected random is called as itself: Math.random is never swapped around a draw', () => {
+    const global = Math.random;
+    let sawGlobal: (() => number) | undefined;
+    const backoff = new DecorrelatedBackoff({ initialDelay: 100, maxDelay: 10_000 }, () => {
+      sawGlobal = Math.random;
+      return 0.25;
+    });
+    backoff.first().next();
+    assert.equal(sawGlobal, global, 'Math.random was the real one while our source ran');
+    assert.equal(Math.random, global);
+  });
 });
 
 describe('ExponentialDelay', () => {
