@@ -139,8 +139,15 @@ abstract class Attempt extends Passage implements Controller {
   }
 
   protected timeoutMs(step: TimeoutStep): number {
-    const override = this.exchange.overrides?.attemptTimeout;
     // Checked when used, as it comes per request: a bad value fails this request, naming it.
+    // Without a retry stage the request's one attempt passes its `total` timeouts too.
+    if (step.scope === 'total') {
+      const override = this.exchange.overrides?.totalTimeout;
+      const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
+      this.exchange.bound(this.time + ms);
+      return ms;
+    }
+    const override = this.exchange.overrides?.attemptTimeout;
     return override === undefined ? step.ms : duration('breakwater.attemptTimeout', override);
   }
 

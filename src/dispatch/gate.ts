@@ -25,7 +25,10 @@ export interface GateTicket {
   readonly key: string;
   /** The request's method, upper case. */
   readonly method: string;
-  /** 0 at a gate before the retry stage, which sees the request once; else the attempt, from 1. */
+  /**
+   * 0 at a gate before the retry stage, which sees the request once; else the attempt, from 1
+   * (a pipeline without a retry stage makes one attempt per request).
+   */
   readonly attempt: number;
   /** A request header's value as the caller sent it (`name` in any case); several are joined with `, `. */
   header(name: string): string | undefined;

@@ -52,14 +52,25 @@ export function compilePlan(stages: readonly Stage[]): Plan {
   }
   const retry = retryIndex === -1 ? null : (stages[retryIndex] as RetryStage);
   const before = (retryIndex === -1 ? stages : stages.slice(0, retryIndex)).map((s) => toStep(s, 'total'));
-  const after = retryIndex === -1 ? [] : stages.slice(retryIndex + 1);
   const total = before[0]?.kind === 'timeout' ? before[0] : null;
+  const rest = total === null ? before : before.slice(1);
+  if (retry === null) {
+    // One attempt per request: the stages run once either way, so they run as the attempt's,
+    // which saves the request a passage of its own. Their timeouts keep the `total` scope.
+    return {
+      total,
+      requestSteps: [],
+      retry,
+      attemptSteps: rest,
+      failureStatus: statusTable(DEFAULT_RETRY_STATUSES),
+    };
+  }
   return {
     total,
-    requestSteps: total === null ? before : before.slice(1),
+    requestSteps: rest,
     retry,
-    attemptSteps: after.map((s) => toStep(s, 'attempt')),
-    failureStatus: retry?.retryableStatus ?? statusTable(DEFAULT_RETRY_STATUSES),
+    attemptSteps: stages.slice(retryIndex + 1).map((s) => toStep(s, 'attempt')),
+    failureStatus: retry.retryableStatus,
   };
 }
 

@@ -7,6 +7,8 @@ import {
   bulkhead,
   CircuitOpenError,
   circuitBreaker,
+  type Gate,
+  gate,
   pipeline,
   resilient,
   retry,
@@ -21,6 +23,12 @@ import { startUpstream, type Upstream } from '../helpers/upstream.js';
 // attempt passes. The scenarios below run on several orders and subsets of the preset's stages,
 // which none of them can tell apart (no attempt waits in the queue while the breaker changes
 // state).
+
+/** A gate that admits everything: it puts the generic path (and RequestGates) under every scenario. */
+const passThrough: Gate = {
+  enter: (ticket) => ticket.admit(),
+  exit() {},
+};
 
 type Build = (o: {
   total?: number;
@@ -37,6 +45,17 @@ const builds: Record<string, Build> = {
     circuitBreaker(o.breaker ?? {}),
     bulkhead(o.slots ?? { maxConcurrent: 16, maxQueue: 16 }),
     timeout(o.attempt ?? 2_000, { until: 'headers' }),
+  ],
+  'with gates of our own around the preset': (o) => [
+    gate(passThrough),
+    timeout(o.total ?? 5_000),
+    retry({ maxAttempts: o.attempts ?? 3, backoff: { initialDelay: 5, maxDelay: 5 }, budget: false }),
+    gate(passThrough),
+    circuitBreaker(o.breaker ?? {}),
+    gate(passThrough),
+    bulkhead(o.slots ?? { maxConcurrent: 16, maxQueue: 16 }),
+    timeout(o.attempt ?? 2_000, { until: 'headers' }),
+    gate(passThrough),
   ],
   'bulkhead before breaker': (o) => [
     timeout(o.total ?? 5_000),

@@ -116,8 +116,8 @@ describe('gates of your own', () => {
     const error = await second;
     assert.equal((error as Error).name, 'AbortError');
     assert.deepEqual(log, [
-      'outer:enter:0',
-      'held:enter:0',
+      'outer:enter:1',
+      'held:enter:1',
       'held:cancel:held-permit',
       'outer:exit:neutral:outer-permit',
     ]);
