@@ -2,7 +2,6 @@ import { statusClass } from '../http/classify.js';
 import { requestHeader } from '../http/headers.js';
 import { monotonicNow } from '../internal/clock.js';
 import { DeadlineQueue } from '../internal/deadline-queue.js';
-import { duration } from '../internal/validate.js';
 import type { CoreLink } from './core-link.js';
 import { type Exchange, errorKind } from './exchange.js';
 import { UNPARSED } from './lazy-headers.js';
@@ -139,23 +138,7 @@ abstract class Attempt extends Passage implements Controller {
   }
 
   protected timeoutMs(step: TimeoutStep): number {
-    // Checked when used, as it comes per request: a bad value fails this request, naming it.
-    // Without a retry stage the request's one attempt passes its `total` timeouts too.
-    if (step.scope === 'total') {
-      const override = this.exchange.overrides?.totalTimeout;
-      const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
-      this.exchange.bound(this.time + ms);
-      return ms;
-    }
-    const override = this.exchange.overrides?.attemptTimeout;
-    return override === undefined ? step.ms : duration('breakwater.attemptTimeout', override);
-  }
-
-  protected override resumed(): void {
-    const now = monotonicNow();
-    this.observer?.queueWaited((now - this.time) / 1000);
-    this.time = now;
-    this.proceed();
+    return this.exchange.timeoutMs(step, this.time);
   }
 
   /** Past its gates: hand the request to the dispatcher. `time` stays the send time until headers. */

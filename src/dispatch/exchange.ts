@@ -227,9 +227,20 @@ export class Exchange implements Controller, Deadline {
     this.#fail(new TimeoutError('total', this.#totalMs), -1);
   }
 
-  /** A total timeout (of any one stage) ends the request by `deadline`: retries stop short of it. */
-  bound(deadline: number): void {
-    if (deadline < this.deadline) this.deadline = deadline;
+  /**
+   * A timeout step's milliseconds for this request, armed at `now`: the stage's, or the request's
+   * own override for its scope, checked when used (it comes per request: a bad value fails this
+   * request, naming it). A `total` one also bounds the retries: none is scheduled past it.
+   */
+  timeoutMs(step: TimeoutStep, now: number): number {
+    if (step.scope === 'attempt') {
+      const override = this.overrides?.attemptTimeout;
+      return override === undefined ? step.ms : duration('breakwater.attemptTimeout', override);
+    }
+    const override = this.overrides?.totalTimeout;
+    const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
+    if (now + ms < this.deadline) this.deadline = now + ms;
+    return ms;
   }
 
   /** Past the gates before the retry stage (at `now`): the first attempt goes. */
@@ -426,11 +437,8 @@ export class Exchange implements Controller, Deadline {
 
   /** Starts the total deadline: the stage's milliseconds, or the request's own override. */
   #armTotal(total: TimeoutStep): void {
-    const override = this.overrides?.totalTimeout;
-    const ms = override === undefined ? total.ms : duration('breakwater.totalTimeout', override);
-    this.#totalMs = ms;
-    total.queue.start(this, this.startedAt, ms);
-    this.bound(this.startedAt + ms);
+    this.#totalMs = this.timeoutMs(total, this.startedAt);
+    total.queue.start(this, this.startedAt, this.#totalMs);
   }
 
   /** Attempts in all for this request: the retry stage's, or the request's own override. */

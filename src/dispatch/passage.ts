@@ -1,5 +1,6 @@
 import { TimeoutError, type TimeoutScope } from '../errors.js';
 import { isUpstreamFailure } from '../http/classify.js';
+import { monotonicNow } from '../internal/clock.js';
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
 import type { Gate, GateOutcome, GateTicket } from './gate.js';
 import type { OriginObserver } from './observer.js';
@@ -151,8 +152,11 @@ export abstract class Passage implements GateTicket, Deadline {
   /** A timeout step's milliseconds for this passage (a per-request override may replace them). */
   protected abstract timeoutMs(step: TimeoutStep): number;
 
-  /** Left a gate's wait: goes on through the remaining steps. */
+  /** Left a gate's wait: counts the wait, then goes on through the remaining steps from now. */
   protected resumed(): void {
+    const now = monotonicNow();
+    this.observer?.queueWaited((now - this.time) / 1000);
+    this.time = now;
     this.proceed();
   }
 

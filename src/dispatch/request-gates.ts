@@ -1,6 +1,4 @@
 import { requestHeader } from '../http/headers.js';
-import { monotonicNow } from '../internal/clock.js';
-import { duration } from '../internal/validate.js';
 import type { Exchange } from './exchange.js';
 import type { OriginObserver } from './observer.js';
 import { Passage, type Step, type TimeoutStep } from './passage.js';
@@ -63,18 +61,7 @@ export class RequestGates extends Passage {
   }
 
   protected timeoutMs(step: TimeoutStep): number {
-    const override = this.#exchange.overrides?.totalTimeout;
-    // Checked when used, as it comes per request: a bad value fails this request, naming it.
-    const ms = override === undefined ? step.ms : duration('breakwater.totalTimeout', override);
-    this.#exchange.bound(this.time + ms);
-    return ms;
-  }
-
-  protected override resumed(): void {
-    const now = monotonicNow();
-    this.observer?.queueWaited((now - this.time) / 1000);
-    this.time = now;
-    this.proceed();
+    return this.#exchange.timeoutMs(step, this.time);
   }
 
   protected passed(): void {
