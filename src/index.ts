@@ -56,6 +56,7 @@ export {
   type CircuitStateChange,
   circuitBreaker,
 } from './policies/circuit-breaker.js';
+export type { HedgeEvent, HedgeOptions } from './policies/hedge.js';
 export {
   type GiveUpEvent,
   type GiveUpReason,

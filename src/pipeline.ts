@@ -33,6 +33,8 @@ export interface KeyHealth {
   queued: number;
   /** Absent without a retry budget. */
   retryBudgetLeft?: number;
+  /** Milliseconds a request waits for headers before a hedge goes; absent without hedging or before an adaptive delay is known. */
+  hedgeDelayMs?: number;
 }
 
 /** What `pipeline()` returns: an undici interceptor with a little more. */
@@ -157,11 +159,20 @@ function collectKeys(stages: readonly Stage[]): Map<string, KeyHealth> {
         const h = entry(key);
         h.circuit = worse(h.circuit, breaker.state);
       }
-    } else if (stage instanceof RetryStage && stage.budgets !== null) {
-      for (const [key, budget] of stage.budgets.entries()) {
-        const h = entry(key);
-        const left = budget.remaining(now);
-        h.retryBudgetLeft = h.retryBudgetLeft === undefined ? left : Math.min(h.retryBudgetLeft, left);
+    } else if (stage instanceof RetryStage) {
+      if (stage.budgets !== null) {
+        for (const [key, budget] of stage.budgets.entries()) {
+          const h = entry(key);
+          const left = budget.remaining(now);
+          h.retryBudgetLeft = h.retryBudgetLeft === undefined ? left : Math.min(h.retryBudgetLeft, left);
+        }
+      }
+      const hedge = stage.hedge;
+      if (hedge !== null) {
+        for (const [key, clock] of hedge.clocks.entries()) {
+          const ms = hedge.delayOf(clock);
+          if (ms !== undefined) entry(key).hedgeDelayMs = ms;
+        }
       }
     }
   }
@@ -180,8 +191,10 @@ function health(stages: readonly Stage[]): Record<string, KeyHealth> {
 
 function snapshot(stages: readonly Stage[], customKey: boolean): KeySnapshot[] {
   const out: KeySnapshot[] = [];
-  for (const [key, h] of collectKeys(stages)) {
-    out.push({ key, origin: originLabel(key, customKey), ...h });
+  for (const [key, { hedgeDelayMs, ...h }] of collectKeys(stages)) {
+    const snapshot: KeySnapshot = { key, origin: originLabel(key, customKey), ...h };
+    if (hedgeDelayMs !== undefined) snapshot.hedgeDelay = hedgeDelayMs / 1000;
+    out.push(snapshot);
   }
   return out;
 }

@@ -47,6 +47,8 @@ abstract class Attempt extends Passage implements Controller {
   readonly exchange: Exchange;
   /** 1 for the first attempt. */
   readonly attempt: number;
+  /** Sent while an earlier attempt still waited for headers. */
+  readonly hedge: boolean;
   phase: AttemptPhase = 'gating';
   /** The next in the exchange's list of unfinished attempts. */
   nextAttempt: Attempt | null = null;
@@ -65,10 +67,12 @@ abstract class Attempt extends Passage implements Controller {
     steps: readonly Step[],
     opts: DispatchOptions,
     now: number,
+    hedge: boolean,
   ) {
     super(steps);
     this.exchange = exchange;
     this.attempt = number;
+    this.hedge = hedge;
     this.#opts = opts;
     this.time = now;
     this.isPaused = exchange.paused;
@@ -110,6 +114,11 @@ abstract class Attempt extends Passage implements Controller {
 
   get reason(): Error | null {
     return this.endReason;
+  }
+
+  /** Still waiting for its gates or its response headers. */
+  get waiting(): boolean {
+    return this.phase === 'gating' || this.phase === 'sent';
   }
 
   /** Ended from outside: the caller aborted, the total deadline passed, another attempt won. Nothing is reported back. */
@@ -198,8 +207,9 @@ abstract class Attempt extends Passage implements Controller {
     const now = monotonicNow();
     if (this.core.record && !this.#recorded) this.#record(statusClass(statusCode), now);
     if (this.ended || this.phase !== 'sent') return;
+    const waited = now - this.time;
     this.responded(statusCode, now);
-    this.exchange.attemptResponded(this, statusCode, headers, statusMessage);
+    this.exchange.attemptResponded(this, statusCode, headers, statusMessage, waited);
   }
 
   protected dataArrived(chunk: Buffer): void {
@@ -458,8 +468,9 @@ export function newAttempt(
   steps: readonly Step[],
   opts: DispatchOptions,
   now: number,
+  hedge: boolean,
 ): Attempt {
   return exchange.core.legacy
-    ? new LegacyCoreAttempt(exchange, number, steps, opts, now)
-    : new CurrentCoreAttempt(exchange, number, steps, opts, now);
+    ? new LegacyCoreAttempt(exchange, number, steps, opts, now, hedge)
+    : new CurrentCoreAttempt(exchange, number, steps, opts, now, hedge);
 }

@@ -3,6 +3,7 @@ import { policyNow, policyTime } from '../internal/clock.js';
 import type { Admitted } from '../policies/breaker-state.js';
 import type { CircuitBreakerStage } from '../policies/circuit-breaker.js';
 import type { Gate } from './gate.js';
+import { HEDGE_DECLINED } from './hedge-timer.js';
 import type { Passage } from './passage.js';
 
 /**
@@ -19,6 +20,12 @@ export class BreakerGate implements Gate<Admitted> {
 
   enter(ticket: Passage): void {
     const admission = this.#stage.breakers.get(ticket.key).admit(policyTime(ticket.time));
+    if (ticket.hedge && (!admission.admitted || admission.probe)) {
+      // A hedge never probes a half-open circuit, nor counts as refused by an open one.
+      if (admission.admitted) admission.breaker.releaseProbe(true);
+      ticket.refuse(HEDGE_DECLINED);
+      return;
+    }
     if (admission.admitted) {
       ticket.admit(admission);
       return;

@@ -2,6 +2,7 @@ import { BulkheadRejectedError } from '../errors.js';
 import type { QueueNode } from '../internal/linked-queue.js';
 import type { BulkheadStage, BulkheadState, BulkheadWaiter } from '../policies/bulkhead.js';
 import type { Gate } from './gate.js';
+import { HEDGE_DECLINED } from './hedge-timer.js';
 import type { Passage } from './passage.js';
 
 /**
@@ -22,6 +23,10 @@ export class BulkheadGate implements Gate<BulkheadState | QueuedTicket> {
     const slots = stage.states.get(ticket.key);
     if (slots.tryAcquire()) {
       ticket.admit(slots);
+      return;
+    }
+    if (ticket.hedge) {
+      ticket.refuse(HEDGE_DECLINED);
       return;
     }
     // A node of its own only for a ticket that waits: most never do.

@@ -14,10 +14,12 @@ import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
 import type { Deadline } from '../internal/deadline-queue.js';
 import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
 import type { BackoffStep } from '../policies/backoff.js';
+import type { HedgeClock } from '../policies/hedge.js';
 import type { GiveUpReason } from '../policies/retry.js';
 import type { RetryBudget } from '../policies/retry-budget.js';
 import { type Attempt, newAttempt } from './attempt.js';
 import type { CoreLink } from './core-link.js';
+import { HEDGE_DECLINED, HedgeTimer } from './hedge-timer.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, RetryReason, StatusClass } from './observer.js';
@@ -112,6 +114,12 @@ export class Exchange implements Controller, Deadline {
   /** The total timeout's milliseconds for this request (0 without one). */
   #totalMs = 0;
   #gates: RequestGates | null = null;
+  // Hedging, when the retry stage hedges and this request may be hedged; see #armHedge.
+  #hedging = false;
+  #hedgeTimer: HedgeTimer | null = null;
+  #clock: HedgeClock | null = null;
+  /** Monotonic ms when the attempt being hedged was sent. */
+  #hedgeFrom = 0;
 
   constructor(
     owner: ExchangeOwner,
@@ -246,7 +254,7 @@ export class Exchange implements Controller, Deadline {
   /** Past the gates before the retry stage (at `now`): the first attempt goes. */
   gatesPassed(now: number): void {
     this.#budget?.recordRequest(policyTime(now));
-    this.#launch(now);
+    this.#launch(now, false);
   }
 
   /** A gate before the retry stage refused, or a timeout among them fired, at step `atStep`. */
@@ -262,10 +270,23 @@ export class Exchange implements Controller, Deadline {
     this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
   }
 
-  attemptResponded(attempt: Attempt, statusCode: number, headers: Headers, statusMessage: string): void {
+  /** `waited`: ms from sending the attempt to its headers. */
+  attemptResponded(
+    attempt: Attempt,
+    statusCode: number,
+    headers: Headers,
+    statusMessage: string,
+    waited: number,
+  ): void {
     if (this.#end !== LIVE) return;
     const retry = this.#owner.plan.retry;
     if (retry !== null && retry.retryableStatus[statusCode] === true) {
+      // Another attempt still in flight decides instead: this one only drains.
+      if (this.#hedging && this.#othersWaiting(attempt)) {
+        if (attempt.hedge) this.observer?.hedgeFinished('lost');
+        attempt.discard();
+        return;
+      }
       const retryAfter = resolveHeaders(attempt, headers)['retry-after'];
       const delay = this.#retryDelay(parseRetryAfter(retryAfter, Date.now()), 'status', statusCode);
       if (delay >= 0) {
@@ -277,6 +298,7 @@ export class Exchange implements Controller, Deadline {
     this.#answer = attempt;
     this.#reporting = attempt;
     attempt.forward();
+    if (this.#hedging) this.#settleHedges(attempt, statusCode, waited);
     this.#status = statusCode;
     if (this.#owner.plan.total?.untilHeaders === true) this.#owner.plan.total.queue.stop(this);
     this.#gates?.respond(statusCode, attempt.time);
@@ -286,6 +308,16 @@ export class Exchange implements Controller, Deadline {
   attemptFailed(attempt: Attempt, error: Error): void {
     this.#unlink(attempt);
     if (this.#end !== LIVE) return;
+    if (this.#hedging) {
+      if (error === HEDGE_DECLINED) {
+        // Never sent: it is not an attempt, and the hedge timer may try again.
+        this.attempts--;
+        return;
+      }
+      if (attempt.hedge) this.observer?.hedgeFinished('lost');
+      // A failure does not fail the request while another attempt may still answer.
+      if (this.#othersWaiting(attempt)) return;
+    }
     const reason =
       this.#owner.plan.retry === null ? null : failureKind(error, this.#owner.plan.retry.retryableStatus);
     if (reason !== null) {
@@ -343,22 +375,97 @@ export class Exchange implements Controller, Deadline {
       this.#timer = setTimeout(fireRetry, remaining, this);
       return;
     }
-    this.#launch(now);
+    this.#launch(now, false);
+  }
+
+  /** The hedge timer fired: another attempt goes if the request still waits and may be hedged. */
+  hedgeDue(): void {
+    if (this.#end !== LIVE || this.#answer !== null || this.#timer !== null) return;
+    const hedge = this.#owner.plan.retry!.hedge!;
+    let waiting = 0;
+    for (let a = this.#attempts; a !== null; a = a.nextAttempt) if (a.waiting) waiting++;
+    if (waiting === 0 || waiting > hedge.maxHedges || this.attempts >= this.#maxAttempts()) return;
+    const now = monotonicNow();
+    if (this.#budget !== null && !this.#budget.tryWithdraw(policyTime(now))) {
+      this.observer?.retryBudgetExhausted();
+      return;
+    }
+    const events = this.#owner.plan.retry!.hedgeEvents;
+    if (events.hasListeners) {
+      events.emit({ key: this.key, attempt: this.attempts + 1, delay: now - this.#hedgeFrom });
+    }
+    this.#launch(now, true);
+    if (this.#end === LIVE && this.#answer === null && waiting < hedge.maxHedges) this.#armHedge(now);
   }
 
   // --- Inside -------------------------------------------------------------------------------------
 
-  #launch(now: number): void {
+  #launch(now: number, hedge: boolean): void {
     const n = ++this.attempts;
     const factory = this.overrides?.body;
     const opts =
       factory !== undefined && (n > 1 || this.#opts.body == null)
         ? { ...this.#opts, body: factory() }
         : this.#opts;
-    const attempt = newAttempt(this, n, this.#owner.plan.attemptSteps, opts, now);
+    const attempt = newAttempt(this, n, this.#owner.plan.attemptSteps, opts, now, hedge);
     attempt.nextAttempt = this.#attempts;
     this.#attempts = attempt;
     attempt.start();
+    // A first attempt (or a retry) may be hedged; a hedge re-arms the timer itself.
+    if (!hedge && this.#owner.plan.retry?.hedge != null && attempt.waiting && this.#end === LIVE) {
+      this.#hedgeFrom = now;
+      this.#armHedge(now);
+    }
+  }
+
+  /**
+   * Starts the timer of the next hedge, if the request may be hedged at all: only requests that
+   * may be retried (an idempotent method or an opt-in, a replayable body), and, with an adaptive
+   * delay, only once the key has a delay.
+   */
+  #armHedge(now: number): void {
+    const policy = this.#owner.plan.retry!.hedge!;
+    if (!this.#hedging) {
+      if (this.#unsafeToRepeat(false) !== null) return;
+      this.#hedging = true;
+    }
+    const clock = policy.clocks.get(this.key);
+    this.#clock = clock;
+    const ms = policy.delayOf(clock);
+    if (ms === undefined) return;
+    this.#hedgeTimer ??= new HedgeTimer(this);
+    this.#hedgeTimer.start(clock.queueFor(ms), now, ms);
+  }
+
+  #stopHedgeTimer(): void {
+    this.#hedgeTimer?.stop();
+  }
+
+  /** Whether an attempt other than `attempt` still waits for its gates or its headers. */
+  #othersWaiting(attempt: Attempt): boolean {
+    for (let a = this.#attempts; a !== null; a = a.nextAttempt) if (a !== attempt && a.waiting) return true;
+    return false;
+  }
+
+  /**
+   * `answer` won: every other attempt still waiting loses and is aborted at once (its slot, timer
+   * and socket released; on HTTP/1.1 the socket is closed). A successful answer's time to headers
+   * feeds the key's adaptive delay.
+   */
+  #settleHedges(answer: Attempt, statusCode: number, waited: number): void {
+    this.#stopHedgeTimer();
+    const observer = this.observer;
+    if (answer.hedge) observer?.hedgeFinished('won');
+    for (let a = this.#attempts; a !== null; ) {
+      const next = a.nextAttempt;
+      if (a !== answer && a.waiting) {
+        this.#unlink(a);
+        a.abort(HEDGE_LOST);
+        if (a.hedge) observer?.hedgeFinished('lost');
+      }
+      a = next;
+    }
+    if (this.#owner.plan.failureStatus[statusCode] !== true) this.#clock?.latencies?.record(waited);
   }
 
   /**
@@ -384,6 +491,7 @@ export class Exchange implements Controller, Deadline {
   /** Marks the request done, clears the backoff timer and lets go of the gates and deadlines. */
   #finish(error: Error | null, atStep: number): void {
     this.#end = DONE;
+    if (this.#hedging) this.#stopHedgeTimer();
     // Cancels a backoff at once: cockatiel's retry sleep would ignore the signal, ours is a timer we own.
     if (this.#timer !== null) {
       clearTimeout(this.#timer);
@@ -530,6 +638,9 @@ export class Exchange implements Controller, Deadline {
     this.#timer = setTimeout(fireRetry, delay, this);
   }
 }
+
+/** Why a hedge's rival was aborted; never seen by the caller. */
+const HEDGE_LOST = new Error('breakwater: another attempt answered first');
 
 function fireRetry(ex: Exchange): void {
   ex.retryNow();

@@ -30,6 +30,12 @@ export interface GateTicket {
    * (a pipeline without a retry stage makes one attempt per request).
    */
   readonly attempt: number;
+  /**
+   * This attempt is a hedge, sent while an earlier one still waits for headers. A gate that would
+   * hold it (no free slot) or make it a probe should refuse it instead: a hedge must never queue
+   * behind real traffic, and the engine then simply does not send it.
+   */
+  readonly hedge: boolean;
   /** A request header's value as the caller sent it (`name` in any case); several are joined with `, `. */
   header(name: string): string | undefined;
   /** Lets the passage through now or, after `wait()`, later. `permit` comes back to `exit()`. */

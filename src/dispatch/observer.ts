@@ -52,6 +52,8 @@ export interface OriginObserver {
   timedOut(scope: TimeoutScope): void;
   circuitTransition(to: CircuitState): void;
   circuitRejected(): void;
+  /** A hedge settled: `won` when its response was the answer, `lost` when another's was (or none). */
+  hedgeFinished(result: 'won' | 'lost'): void;
 }
 
 /** A point-in-time view of one isolation key, read at scrape time. */
@@ -65,6 +67,8 @@ export interface KeySnapshot {
   circuit?: CircuitState;
   /** Retries the budget would allow right now; absent without a budget. */
   retryBudgetLeft?: number;
+  /** The hedge delay now, in seconds; absent without hedging or before an adaptive one is known. */
+  hedgeDelay?: number;
 }
 
 export interface StateSource {

@@ -59,6 +59,7 @@ export abstract class Passage implements GateTicket, Deadline {
   abstract readonly key: string;
   abstract readonly method: string;
   abstract readonly attempt: number;
+  abstract readonly hedge: boolean;
   abstract readonly observer: OriginObserver | undefined;
   /** Set by the subclass when the passage has ended; no step is entered after it. */
   protected ended = false;

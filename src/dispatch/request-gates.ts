@@ -33,6 +33,10 @@ export class RequestGates extends Passage {
     return 0;
   }
 
+  get hedge(): boolean {
+    return false;
+  }
+
   get observer(): OriginObserver | undefined {
     return this.#exchange.observer;
   }

@@ -32,6 +32,11 @@ export class DeadlineQueue {
     this.#ms = ms;
   }
 
+  /** The duration every deadline in this queue has. */
+  get ms(): number {
+    return this.#ms;
+  }
+
   /**
    * Starts `item`'s deadline `ms` after `now`: in the queue when `ms` is the queue's duration,
    * otherwise (a per-request override) with an unref'd timer of the item's own.

@@ -187,6 +187,18 @@ const SPECS = {
     labels: ['origin'],
     help: 'Attempts refused while the circuit was open.',
   },
+  hedges: {
+    name: 'hedges_total',
+    type: 'counter',
+    labels: ['origin', 'result'],
+    help: 'Hedged attempts sent, by result: won (its response was the answer) or lost.',
+  },
+  hedgeDelay: {
+    name: 'hedge_delay_seconds',
+    type: 'gauge',
+    labels: ['origin'],
+    help: 'How long a request waits for response headers before a hedge is sent.',
+  },
   poolConnections: {
     name: 'pool_connections',
     type: 'gauge',
@@ -463,6 +475,7 @@ interface MetricSet {
   readonly timeouts: SeriesFactory<CounterSeries>;
   readonly circuitTransitions: SeriesFactory<CounterSeries>;
   readonly circuitRejections: SeriesFactory<CounterSeries>;
+  readonly hedges: SeriesFactory<CounterSeries>;
   /** The sets the scrape-time gauges read; `attach()` adds to each. */
   readonly stateSources: ReadonlyArray<Set<StateBinding>>;
 }
@@ -516,10 +529,12 @@ export class PrometheusMetrics implements PipelineObserver {
       timeouts: build.counter(SPECS.timeouts),
       circuitTransitions: build.counter(SPECS.circuitTransitions),
       circuitRejections: build.counter(SPECS.circuitRejections),
+      hedges: build.counter(SPECS.hedges),
       stateSources: [
         build.gauge(SPECS.queueDepth, kStateSources, collectQueueDepth),
         build.gauge(SPECS.inFlight, kStateSources, collectInFlight),
         build.gauge(SPECS.circuitState, kStateSources, collectCircuitState),
+        build.gauge(SPECS.hedgeDelay, kStateSources, collectHedgeDelay),
       ],
     };
     if (dispatchers.length > 0) {
@@ -606,6 +621,7 @@ class OriginSeries implements OriginObserver {
   readonly #retries: SeriesTable<CounterSeries>;
   readonly #timeouts: SeriesTable<CounterSeries>;
   readonly #transitions: SeriesTable<CounterSeries>;
+  readonly #hedges: SeriesTable<CounterSeries>;
   // Made up front: a series that has seen no event is not exposed, so this costs nothing visible.
   readonly #budgetExhausted: CounterSeries;
   readonly #queueWait: HistogramSeries;
@@ -618,6 +634,7 @@ class OriginSeries implements OriginObserver {
     this.#retries = new SeriesTable((reason) => set.retries.series([label, reason]));
     this.#timeouts = new SeriesTable((scope) => set.timeouts.series([label, scope]));
     this.#transitions = new SeriesTable((to) => set.circuitTransitions.series([label, to]));
+    this.#hedges = new SeriesTable((result) => set.hedges.series([label, result]));
     this.#budgetExhausted = set.retryBudgetExhausted.series([label]);
     this.#queueWait = set.queueWait.series([label]);
     this.#bulkheadRejections = set.bulkheadRejections.series([label]);
@@ -662,6 +679,10 @@ class OriginSeries implements OriginObserver {
 
   circuitRejected(): void {
     this.#circuitRejections.inc();
+  }
+
+  hedgeFinished(result: 'won' | 'lost'): void {
+    this.#hedges.get(result).inc();
   }
 
   #method(method: string): MethodSeries {
@@ -850,6 +871,20 @@ function collectQueueDepth(this: Gauge<string>): void {
 
 function collectInFlight(this: Gauge<string>): void {
   setTotals(this, 'inFlight');
+}
+
+function collectHedgeDelay(this: Gauge<string>): void {
+  // Several keys under one origin label: the longest delay stands for them.
+  const delays = new Map<string, number>();
+  for (const { source, label } of stateBindings(this)) {
+    for (const key of source.snapshot()) {
+      if (key.hedgeDelay === undefined) continue;
+      const origin = label(key.origin);
+      delays.set(origin, Math.max(delays.get(origin) ?? 0, key.hedgeDelay));
+    }
+  }
+  this.reset();
+  for (const [origin, seconds] of delays) this.set({ origin }, seconds);
 }
 
 function collectCircuitState(this: Gauge<string>): void {

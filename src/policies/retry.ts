@@ -13,6 +13,7 @@ import {
   stringList,
 } from '../internal/validate.js';
 import { DecorrelatedBackoff } from './backoff.js';
+import { type HedgeEvent, type HedgeOptions, HedgePolicy } from './hedge.js';
 import { RetryBudget, type RetryBudgetOptions } from './retry-budget.js';
 
 export interface RetryOptions {
@@ -53,6 +54,13 @@ export interface RetryOptions {
    * @default 1000
    */
   maxKeys?: number;
+  /**
+   * Hedged requests: when an attempt has no response headers after a delay, send another and take
+   * whichever answers first. `true` takes the defaults. Hedges count in `maxAttempts` and draw from
+   * the same budget; only requests that may be retried are hedged.
+   * @default off
+   */
+  hedge?: HedgeOptions | boolean;
 }
 
 /** Emitted when a retry is scheduled. */
@@ -98,7 +106,10 @@ export class RetryStage {
   readonly methods: ReadonlySet<string>;
   readonly maxRetryAfter: number;
   readonly budgets: KeyedMap<RetryBudget> | null;
+  /** Hedging settings and per-key clocks; null when the stage does not hedge. */
+  readonly hedge: HedgePolicy | null;
   readonly #onRetry = new Event<RetryEvent>();
+  readonly #onHedge = new Event<HedgeEvent>();
   readonly #onGiveUp = new Event<GiveUpEvent>();
 
   constructor(options: RetryOptions = {}) {
@@ -111,6 +122,7 @@ export class RetryStage {
       'maxRetryAfter',
       'budget',
       'maxKeys',
+      'hedge',
     ]);
     this.maxAttempts = integer('retry.maxAttempts', o?.maxAttempts, 1, 3);
     const backoff = optionalObject('retry.backoff', o?.backoff);
@@ -135,6 +147,17 @@ export class RetryStage {
     this.maxRetryAfter = duration('retry.maxRetryAfter', o?.maxRetryAfter, 30_000, true);
     const maxKeys = integer('retry.maxKeys', o?.maxKeys, 1, 1000);
     this.budgets = o?.budget === false ? null : createBudgets(o?.budget, maxKeys);
+    this.hedge = o?.hedge === undefined || o.hedge === false ? null : new HedgePolicy(o.hedge, maxKeys);
+  }
+
+  /** Subscribes to hedges sent, e.g. to log them. */
+  onHedge(listener: (event: HedgeEvent) => void): Disposable {
+    return this.#onHedge.subscribe(listener);
+  }
+
+  /** @internal */
+  get hedgeEvents(): Event<HedgeEvent> {
+    return this.#onHedge;
   }
 
   /** Subscribes to scheduled retries, e.g. to log them. */

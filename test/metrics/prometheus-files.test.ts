@@ -43,9 +43,17 @@ before(
       o.timedOut('attempt');
       o.circuitTransition('open');
       o.circuitRejected();
+      o.hedgeFinished('won');
       metrics.attach({
         snapshot: () => [
-          { key: 'k', origin: 'http://127.0.0.1:8080', queued: 1, inFlight: 1, circuit: 'open' },
+          {
+            key: 'k',
+            origin: 'http://127.0.0.1:8080',
+            queued: 1,
+            inFlight: 1,
+            circuit: 'open',
+            hedgeDelay: 0.05,
+          },
         ],
       });
       const text = await registry.metrics();

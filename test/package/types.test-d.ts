@@ -100,6 +100,7 @@ expectTypeOf<KeyHealth>().toEqualTypeOf<{
   inFlight: number;
   queued: number;
   retryBudgetLeft?: number;
+  hedgeDelayMs?: number;
 }>();
 
 // --- stages expose their settings read-only ---------------------------------------------------------

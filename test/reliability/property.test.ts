@@ -133,6 +133,8 @@ const scenario = fc.record({
    * attempt; without a retry stage each request makes one attempt.
    */
   stages: fc.shuffledSubarray<StageKind>(['retry', 'breaker', 'bulkhead', 'attempt-timeout']),
+  /** The retry stage hedges after this many ms (null: it does not hedge). */
+  hedgeDelay: fc.constantFrom(null, null, 15, 40),
   maxConcurrent: fc.integer({ min: 1, max: 4 }),
   maxQueue: fc.integer({ min: 0, max: 4 }),
   /** Milliseconds every new connection takes to open (0: loopback speed). */
@@ -171,7 +173,11 @@ after(() => upstream.close());
 function stageOf(kind: StageKind, s: Scenario): Stage {
   switch (kind) {
     case 'retry':
-      return retry({ maxAttempts: MAX_ATTEMPTS, backoff: { initialDelay: 5, maxDelay: 20 } });
+      return retry({
+        maxAttempts: MAX_ATTEMPTS,
+        backoff: { initialDelay: 5, maxDelay: 20 },
+        hedge: s.hedgeDelay === null ? false : { delay: s.hedgeDelay },
+      });
     case 'breaker':
       // Small numbers, so runs also open, probe and close the breaker.
       return circuitBreaker({ consecutiveFailures: 4, halfOpenAfter: 60 });
