@@ -155,6 +155,17 @@ export const VARIANTS: readonly Variant[] = [
     },
   },
   {
+    name: 'bw-std-metrics-hedge-resilient',
+    what: 'the same with retry({ hedge: { delay: 5_000 } }): hedging configured, never firing',
+    build: (origin) => {
+      const metrics = prometheusMetrics({ registry: new Registry() });
+      return plain(
+        origin,
+        resilient(new Agent(), standardPipeline({ metrics, retry: { hedge: { delay: 5_000 } } })),
+      );
+    },
+  },
+  {
     name: 'raw-global',
     what: 'setGlobalDispatcher(agent) + request(url)',
     build: (origin) => global(origin, new Agent()),
