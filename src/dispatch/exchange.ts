@@ -290,6 +290,7 @@ export class Exchange implements Controller, Deadline {
       const retryAfter = resolveHeaders(attempt, headers)['retry-after'];
       const delay = this.#retryDelay(parseRetryAfter(retryAfter, Date.now()), 'status', statusCode);
       if (delay >= 0) {
+        if (attempt.hedge) this.observer?.hedgeFinished('lost');
         attempt.discard();
         this.#schedule(delay, 'status', statusCode, undefined);
         return;
