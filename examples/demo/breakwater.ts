@@ -33,11 +33,16 @@ import { UPSTREAM_WORKERS, type Upstream } from './upstream.js';
 /** Tuned for a demo that finishes in seconds; production defaults are in the README. */
 export const BREAKWATER_SETTINGS = {
   totalTimeout: 5_000,
-  attemptTimeout: 1_000,
+  // Above the slowest ordinary response (3 s), so that a slow POST, which may not be repeated, is
+  // not cut; hung attempts still are, and slow GETs are hedged long before.
+  attemptTimeout: 3_500,
   retry: {
     maxAttempts: 3,
     backoff: { initialDelay: 50, maxDelay: 1_000 },
     maxRetryAfter: 2_000,
+    // A response that takes far longer than the key's p95 gets a second copy; whichever answers
+    // first wins, and the other is aborted, which frees its upstream worker too.
+    hedge: { delay: 'adaptive', maxExtraLoad: 0.05 },
   },
   // A failure ratio over a window (as Polly v8's breaker), not a count of consecutive failures:
   // with 20 requests in flight, the short outage of `flaky` fails 20 attempts in a row within
@@ -51,8 +56,9 @@ export const BREAKWATER_SETTINGS = {
     window: 5_000,
     halfOpenAfter: { initial: 500, max: 4_000 },
   },
-  // Sized to what the upstream can work on at once: the excess waits here, visible and bounded.
-  bulkhead: { maxConcurrent: UPSTREAM_WORKERS, maxQueue: 1_024 },
+  // Above what the demo keeps in flight (20 by default), so that hedges find a free slot: a hedge
+  // never queues behind real traffic. The excess of a larger --concurrency waits here, bounded.
+  bulkhead: { maxConcurrent: UPSTREAM_WORKERS * 3, maxQueue: 1_024 },
 } satisfies StandardPipelineOptions;
 
 /** The settings above, in words, a line each. */
@@ -66,7 +72,8 @@ export function describeBreakwater(): string[] {
       `Retry-After honoured up to ${s.retry.maxRetryAfter / 1000} s, retry budget;`,
     `breaker opens at ${cb.failureRatio * 100} % failures over ${cb.window / 1000} s ` +
       `(>= ${cb.minimumThroughput} attempts), half-open after ${cb.halfOpenAfter.initial / 1000} s;`,
-    `bulkhead: ${s.bulkhead.maxConcurrent} in flight, the rest queued`,
+    `bulkhead: ${s.bulkhead.maxConcurrent} in flight, the rest queued (room for hedges: a hedge never queues);`,
+    `hedging after the p${Math.round((1 - s.retry.hedge.maxExtraLoad) * 100)} of recent times to headers`,
   ];
 }
 
@@ -103,6 +110,7 @@ export async function runBreakwater(
 
   let circuitOpens = 0;
   let retries = 0;
+  let hedgesSent = 0;
   const notRetried: Record<string, number> = {};
   const subscriptions = interceptor.stages.flatMap((stage) => {
     if (stage instanceof CircuitBreakerStage) {
@@ -115,6 +123,7 @@ export async function runBreakwater(
     if (stage instanceof RetryStage) {
       return [
         stage.onRetry(() => retries++),
+        stage.onHedge(() => hedgesSent++),
         stage.onGiveUp((e) => {
           notRetried[e.reason] = (notRetried[e.reason] ?? 0) + 1;
         }),
@@ -164,8 +173,17 @@ export async function runBreakwater(
   });
   try {
     const job = await runJob(requests, concurrency, send, (p) => progress.update(p));
-    const scrapedRequests = await scrapeRequestsTotal(endpoint.url);
-    return { job, retries, notRetried, circuitOpens, peakQueueDepth, scrapedRequests };
+    const scraped = await scrape(endpoint.url);
+    return {
+      job,
+      retries,
+      notRetried,
+      circuitOpens,
+      peakQueueDepth,
+      hedgesSent,
+      hedgesWon: scraped.hedgesWon,
+      scrapedRequests: scraped.requests,
+    };
   } finally {
     progress.finish();
     stopSampling();
@@ -174,19 +192,21 @@ export async function runBreakwater(
   }
 }
 
-/** Reads /metrics the way Prometheus would and sums `breakwater_requests_total`. */
-async function scrapeRequestsTotal(url: string): Promise<number> {
+/** Reads /metrics the way Prometheus would: `breakwater_requests_total`, and the hedges that won. */
+async function scrape(url: string): Promise<{ requests: number; hedgesWon: number }> {
   const scraper = new Agent();
   try {
     const res = await request(url, { dispatcher: scraper });
     const text = await res.body.text();
-    let total = 0;
+    let requests = 0;
+    let hedgesWon = 0;
     for (const line of text.split('\n')) {
-      if (line.startsWith('breakwater_requests_total{')) {
-        total += Number(line.slice(line.lastIndexOf(' ') + 1));
-      }
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (line.startsWith('breakwater_requests_total{')) requests += value;
+      else if (line.startsWith('breakwater_hedges_total{') && line.includes('result="won"'))
+        hedgesWon += value;
     }
-    return total;
+    return { requests, hedgesWon };
   } finally {
     await scraper.close();
   }

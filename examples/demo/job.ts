@@ -162,6 +162,9 @@ export interface ClientRun {
   circuitOpens: number;
   /** The most requests seen waiting on the client side at once, sampled every 20 ms. */
   peakQueueDepth: number;
+  /** Hedged attempts sent, and those whose response was the answer (0 without hedging). */
+  hedgesSent: number;
+  hedgesWon: number;
 }
 
 export const SAMPLE_MS = 20;

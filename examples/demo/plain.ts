@@ -89,7 +89,7 @@ export async function runPlain(
   });
   try {
     const job = await runJob(requests, concurrency, send, (p) => progress.update(p));
-    return { job, retries, notRetried, circuitOpens: 0, peakQueueDepth };
+    return { job, retries, notRetried, circuitOpens: 0, peakQueueDepth, hedgesSent: 0, hedgesWon: 0 };
   } finally {
     progress.finish();
     stopSampling();

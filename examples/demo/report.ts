@@ -19,6 +19,8 @@ export interface RunSummary {
   postsExecutedTwice: number;
   circuitOpens: number;
   peakQueueDepth: number;
+  hedgesSent: number;
+  hedgesWon: number;
   wallMs: number;
   retries: number;
   /** Failures that were not retried, by reason: `attempts` (all used), `budget`, `not-idempotent`, … */
@@ -54,6 +56,8 @@ export function summarize(run: ClientRun, upstream: UpstreamStats, logical: numb
     postsExecutedTwice: upstream.postsExecutedTwice,
     circuitOpens: run.circuitOpens,
     peakQueueDepth: run.peakQueueDepth,
+    hedgesSent: run.hedgesSent,
+    hedgesWon: run.hedgesWon,
     wallMs: Math.round(run.job.wallMs),
     retries: run.retries,
     notRetried: run.notRetried,
@@ -88,6 +92,7 @@ export function formatTable(result: DemoResult): string {
       b.upstreamRequestsPerLogical.toFixed(2),
     ],
     ['POSTs executed twice', String(a.postsExecutedTwice), String(b.postsExecutedTwice)],
+    ['hedges sent / won', '— (no hedging)', `${b.hedgesSent} / ${b.hedgesWon}`],
     ['circuit opens', '— (no breaker)', String(b.circuitOpens)],
     ['peak queue depth', String(a.peakQueueDepth), String(b.peakQueueDepth)],
     ['wall time', ms(a.wallMs), ms(b.wallMs)],

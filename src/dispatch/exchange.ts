@@ -311,8 +311,9 @@ export class Exchange implements Controller, Deadline {
     if (this.#end !== LIVE) return;
     if (this.#hedging) {
       if (error === HEDGE_DECLINED) {
-        // Never sent: it is not an attempt, and the hedge timer may try again.
+        // Never sent: it is not an attempt, and it costs the budget nothing.
         this.attempts--;
+        this.#budget?.refund(policyTime(attempt.time));
         return;
       }
       if (attempt.hedge) this.observer?.hedgeFinished('lost');

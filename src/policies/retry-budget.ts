@@ -69,6 +69,14 @@ export class RetryBudget {
     return true;
   }
 
+  /** Gives back a retry just taken that was not sent after all (a hedge no gate would let go). */
+  refund(now: number): void {
+    const slot = this.#advance(now);
+    if (this.#retries[slot]! < 1) return;
+    this.#retries[slot]! -= 1;
+    this.#retryTotal -= 1;
+  }
+
   /** Retries that `tryWithdraw` would grant right now. */
   remaining(now: number): number {
     this.#advance(now);

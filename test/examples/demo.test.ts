@@ -16,6 +16,8 @@ interface RunSummary {
   postsExecutedTwice: number;
   circuitOpens: number;
   peakQueueDepth: number;
+  hedgesSent: number;
+  hedgesWon: number;
   wallMs: number;
 }
 
@@ -70,6 +72,29 @@ describe('npm start (examples/demo.ts)', { concurrency: true }, () => {
       breakwater.upstreamRequestsPerLogical >= 1,
       'every logical request reached the upstream at least once',
     );
+  });
+
+  test('slow: hedges are sent and win; Breakwater succeeds as often, with a lower p95, and says what it cost', async () => {
+    const result = await runJson(['--profile', 'slow', '--seed', '1', '--requests', '300']);
+    const { plain, breakwater } = result;
+    assert.equal(result.profile, 'slow');
+    assertNumbers(breakwater);
+    assert.ok(
+      breakwater.successRate >= plain.successRate,
+      `${breakwater.successRate} >= ${plain.successRate}`,
+    );
+    assert.ok(
+      breakwater.hedgesSent > 0 && breakwater.hedgesWon > 0,
+      `hedges ${breakwater.hedgesSent} / ${breakwater.hedgesWon}`,
+    );
+    assert.ok(breakwater.hedgesWon <= breakwater.hedgesSent);
+    // Slow answers take 1.2-3 s against 20-100 ms for the rest: the gap is wide, not a timing.
+    assert.ok(
+      breakwater.latencyMs.p95 < plain.latencyMs.p95,
+      `p95 ${breakwater.latencyMs.p95} < ${plain.latencyMs.p95}`,
+    );
+    assert.equal(breakwater.postsExecutedTwice, 0);
+    assert.ok(breakwater.upstreamRequestsPerLogical > 1, 'the hedges show in the upstream count');
   });
 
   test('outage: the breaker opens and Breakwater sends a fraction of what the plain loop sends', async () => {
