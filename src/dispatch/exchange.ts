@@ -392,11 +392,12 @@ export class Exchange implements Controller, Deadline {
       this.observer?.retryBudgetExhausted();
       return;
     }
-    const events = this.#owner.plan.retry!.hedgeEvents;
-    if (events.hasListeners) {
-      events.emit({ key: this.key, attempt: this.attempts + 1, delay: now - this.#hedgeFrom });
-    }
+    const sent = this.attempts + 1;
     this.#launch(now, true);
+    // A gate may have declined it (no free slot, a probe running): then nothing was sent.
+    if (this.attempts < sent) return;
+    const events = this.#owner.plan.retry!.hedgeEvents;
+    if (events.hasListeners) events.emit({ key: this.key, attempt: sent, delay: now - this.#hedgeFrom });
     if (this.#end === LIVE && this.#answer === null && waiting < hedge.maxHedges) this.#armHedge(now);
   }
 
