@@ -68,3 +68,13 @@ export {
 export { type TimeoutOptions, TimeoutStage, timeout } from './policies/timeout.js';
 export { ResilientDispatcher, resilient } from './resilient.js';
 export { type PresetTimeout, type StandardPipelineOptions, standardPipeline } from './standard.js';
+export type {
+  AttemptEndMessage,
+  AttemptStartMessage,
+  CircuitStateMessage,
+  HedgeMessage,
+  RejectedMessage,
+  RequestEndMessage,
+  RequestStartMessage,
+  RetryMessage,
+} from './telemetry/channels.js';

@@ -2,6 +2,7 @@ import { statusClass } from '../http/classify.js';
 import { requestHeader } from '../http/headers.js';
 import { monotonicNow } from '../internal/clock.js';
 import { DeadlineQueue } from '../internal/deadline-queue.js';
+import { type AttemptEndMessage, type AttemptStartMessage, channels } from '../telemetry/channels.js';
 import type { CoreLink } from './core-link.js';
 import { type Exchange, errorKind } from './exchange.js';
 import { UNPARSED } from './lazy-headers.js';
@@ -153,6 +154,15 @@ abstract class Attempt extends Passage implements Controller {
   /** Past its gates: hand the request to the dispatcher. `time` stays the send time until headers. */
   protected passed(): void {
     this.phase = 'sent';
+    if (channels.attemptStart.hasSubscribers) {
+      const message: AttemptStartMessage = {
+        key: this.key,
+        method: this.method,
+        attempt: this.attempt,
+        hedge: this.hedge,
+      };
+      channels.attemptStart.publish(message);
+    }
     try {
       if (!this.dispatch(this.#opts)) this.exchange.innerBusy = true;
     } catch (err) {
@@ -205,7 +215,7 @@ abstract class Attempt extends Passage implements Controller {
     // One clock reading serves the attempt's duration and the gates (internal/clock.ts says what
     // a reading costs).
     const now = monotonicNow();
-    if (this.core.record && !this.#recorded) this.#record(statusClass(statusCode), now);
+    if (!this.#recorded) this.#record(statusClass(statusCode), now, statusCode, undefined);
     if (this.ended || this.phase !== 'sent') return;
     const waited = now - this.time;
     this.responded(statusCode, now);
@@ -235,7 +245,7 @@ abstract class Attempt extends Passage implements Controller {
   }
 
   protected failed(error: Error): void {
-    if (this.core.record && !this.#recorded) this.#record(errorKind(error), monotonicNow());
+    if (!this.#recorded) this.#record(errorKind(error), -1, 0, error);
     if (this.phase === 'discarded') {
       this.#endDrain(null);
       return;
@@ -273,9 +283,29 @@ abstract class Attempt extends Passage implements Controller {
     this.exchange.attemptFinished(this);
   }
 
-  #record(kind: StatusClass, now: number): void {
+  /**
+   * Reports the attempt's end once, to the metrics and to `breakwater:attempt:end` subscribers:
+   * its headers (`statusCode`) or its failure (`error`). `now` is -1 when not read yet.
+   */
+  #record(kind: StatusClass, now: number, statusCode: number, error: Error | undefined): void {
+    const record = this.core.record;
+    const publish = channels.attemptEnd.hasSubscribers;
+    if (!record && !publish) return;
     this.#recorded = true;
-    this.observer?.attemptFinished(this.method, kind, (now - this.time) / 1000);
+    const ms = (now < 0 ? monotonicNow() : now) - this.time;
+    if (record) this.observer?.attemptFinished(this.method, kind, ms / 1000);
+    if (publish) {
+      const message: AttemptEndMessage = {
+        key: this.key,
+        method: this.method,
+        attempt: this.attempt,
+        hedge: this.hedge,
+        durationMs: ms,
+      };
+      if (error === undefined) message.statusCode = statusCode;
+      else message.error = error;
+      channels.attemptEnd.publish(message);
+    }
   }
 }
 

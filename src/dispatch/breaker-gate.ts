@@ -2,6 +2,7 @@ import { CircuitOpenError } from '../errors.js';
 import { policyNow, policyTime } from '../internal/clock.js';
 import type { Admitted } from '../policies/breaker-state.js';
 import type { CircuitBreakerStage } from '../policies/circuit-breaker.js';
+import { channels, type RejectedMessage } from '../telemetry/channels.js';
 import type { Gate } from './gate.js';
 import { HEDGE_DECLINED } from './hedge-timer.js';
 import type { Passage } from './passage.js';
@@ -30,7 +31,7 @@ export class BreakerGate implements Gate<Admitted> {
       ticket.admit(admission);
       return;
     }
-    ticket.observer?.circuitRejected();
+    rejected(ticket);
     ticket.refuse(new CircuitOpenError(ticket.key, admission.state, admission.retryAfterMs));
   }
 
@@ -38,7 +39,7 @@ export class BreakerGate implements Gate<Admitted> {
   recheck(ticket: Passage, admission: Admitted): Error | undefined {
     const breaker = admission.breaker;
     if (admission.probe || breaker.state === 'closed') return undefined;
-    ticket.observer?.circuitRejected();
+    rejected(ticket);
     const state = breaker.state === 'open' ? 'open' : 'half_open';
     return new CircuitOpenError(ticket.key, state, breaker.retryAfterMs(policyNow()));
   }
@@ -57,5 +58,13 @@ export class BreakerGate implements Gate<Admitted> {
     }
     const breakers = this.#stage.breakers;
     if (breakers.oversized) breakers.trim();
+  }
+}
+
+/** Counts an attempt the circuit turned away, for the metrics and `breakwater:rejected`. */
+function rejected(ticket: Passage): void {
+  ticket.observer?.circuitRejected();
+  if (channels.rejected.hasSubscribers) {
+    channels.rejected.publish({ key: ticket.key, reason: 'circuit' } satisfies RejectedMessage);
   }
 }

@@ -1,6 +1,7 @@
 import { BulkheadRejectedError } from '../errors.js';
 import type { QueueNode } from '../internal/linked-queue.js';
 import type { BulkheadStage, BulkheadState, BulkheadWaiter } from '../policies/bulkhead.js';
+import { channels, type RejectedMessage } from '../telemetry/channels.js';
 import type { Gate } from './gate.js';
 import { HEDGE_DECLINED } from './hedge-timer.js';
 import type { Passage } from './passage.js';
@@ -36,6 +37,9 @@ export class BulkheadGate implements Gate<BulkheadState | QueuedTicket> {
       return;
     }
     ticket.observer?.bulkheadRejected();
+    if (channels.rejected.hasSubscribers) {
+      channels.rejected.publish({ key: ticket.key, reason: 'bulkhead' } satisfies RejectedMessage);
+    }
     ticket.refuse(new BulkheadRejectedError(ticket.key, stage.maxConcurrent, stage.maxQueue));
   }
 

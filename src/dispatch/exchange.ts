@@ -17,6 +17,13 @@ import type { BackoffStep } from '../policies/backoff.js';
 import type { HedgeClock } from '../policies/hedge.js';
 import type { GiveUpReason } from '../policies/retry.js';
 import type { RetryBudget } from '../policies/retry-budget.js';
+import {
+  channels,
+  type HedgeMessage,
+  type RequestEndMessage,
+  type RequestStartMessage,
+  type RetryMessage,
+} from '../telemetry/channels.js';
 import { type Attempt, newAttempt } from './attempt.js';
 import type { CoreLink } from './core-link.js';
 import { HEDGE_DECLINED, HedgeTimer } from './hedge-timer.js';
@@ -166,6 +173,9 @@ export class Exchange implements Controller, Deadline {
    * what dispatch() returns: false when the dispatcher said it is busy.
    */
   start(): boolean {
+    if (channels.requestStart.hasSubscribers) {
+      channels.requestStart.publish({ key: this.key, method: this.method } satisfies RequestStartMessage);
+    }
     this.#handler.onRequestStart?.(this, EMPTY_CONTEXT);
     if (this.#end !== LIVE) return !this.innerBusy;
     const plan = this.#owner.plan;
@@ -398,6 +408,13 @@ export class Exchange implements Controller, Deadline {
     if (this.attempts < sent) return;
     const events = this.#owner.plan.retry!.hedgeEvents;
     if (events.hasListeners) events.emit({ key: this.key, attempt: sent, delay: now - this.#hedgeFrom });
+    if (channels.hedge.hasSubscribers) {
+      channels.hedge.publish({
+        key: this.key,
+        attempt: sent,
+        delayMs: now - this.#hedgeFrom,
+      } satisfies HedgeMessage);
+    }
     if (this.#end === LIVE && this.#answer === null && waiting < hedge.maxHedges) this.#armHedge(now);
   }
 
@@ -511,17 +528,33 @@ export class Exchange implements Controller, Deadline {
     this.#settleIfIdle();
   }
 
+  /** Reports how the request ended: to the metrics, and to `breakwater:request:end` subscribers. */
   #recordOutcome(error: Error | null): void {
     const observer = this.observer;
-    if (observer === undefined) return;
-    const seconds = (monotonicNow() - this.startedAt) / 1000;
+    const publish = channels.requestEnd.hasSubscribers;
+    if (observer === undefined && !publish) return;
+    const ms = monotonicNow() - this.startedAt;
+    let outcome: RequestOutcome;
+    let kind: StatusClass;
     if (error === null) {
-      const status = this.#status;
-      const failed = this.#owner.plan.failureStatus[status] === true;
-      observer.requestFinished(this.method, failed ? 'failure' : 'success', statusClass(status), seconds);
+      outcome = this.#owner.plan.failureStatus[this.#status] === true ? 'failure' : 'success';
+      kind = statusClass(this.#status);
     } else {
-      const kind = this.#aborted && this.#reason === error ? 'aborted' : errorKind(error);
-      observer.requestFinished(this.method, outcomeOf(kind), kind, seconds);
+      kind = this.#aborted && this.#reason === error ? 'aborted' : errorKind(error);
+      outcome = outcomeOf(kind);
+    }
+    observer?.requestFinished(this.method, outcome, kind, ms / 1000);
+    if (publish) {
+      const message: RequestEndMessage = {
+        key: this.key,
+        method: this.method,
+        outcome,
+        attempts: this.attempts,
+        durationMs: ms,
+      };
+      if (error === null) message.statusCode = this.#status;
+      else message.error = error;
+      channels.requestEnd.publish(message);
     }
   }
 
@@ -630,6 +663,14 @@ export class Exchange implements Controller, Deadline {
     error: Error | undefined,
   ): void {
     this.observer?.retryScheduled(reason);
+    if (channels.retry.hasSubscribers) {
+      channels.retry.publish({
+        key: this.key,
+        attempt: this.attempts,
+        delayMs: delay,
+        reason,
+      } satisfies RetryMessage);
+    }
     const events = this.#owner.plan.retry!.retryEvents;
     if (events.hasListeners) {
       events.emit({ key: this.key, attempt: this.attempts, delay, reason, statusCode, error });

@@ -4,6 +4,7 @@ import { policyNow } from '../internal/clock.js';
 import { type Disposable, Event } from '../internal/event.js';
 import { KeyedMap } from '../internal/keyed-map.js';
 import { duration, integer, knownKeys, optionalObject, ratio } from '../internal/validate.js';
+import { channels } from '../telemetry/channels.js';
 import { type BreakerOptions, type BreakerSnapshot, BreakerState } from './breaker-state.js';
 
 export interface CircuitBreakerOptions {
@@ -162,11 +163,15 @@ export class CircuitBreakerStage {
   #lastState = new Map<string, CircuitState>();
 
   #emit(key: string, to: CircuitState): void {
-    if (!this.#onStateChange.hasListeners) return;
+    const listening = this.#onStateChange.hasListeners;
+    const publishing = channels.circuitState.hasSubscribers;
+    if (!listening && !publishing) return;
     const from = this.#lastState.get(key) ?? 'closed';
     if (to === 'closed') this.#lastState.delete(key);
     else this.#lastState.set(key, to);
-    this.#onStateChange.emit({ key, from, to });
+    const change: CircuitStateChange = { key, from, to };
+    if (listening) this.#onStateChange.emit(change);
+    if (publishing) channels.circuitState.publish(change);
   }
 }
 
