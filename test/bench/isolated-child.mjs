@@ -1,5 +1,7 @@
 // The client of isolated.ts, in plain JavaScript so that valgrind need not run a TypeScript loader:
 // node isolated-child.mjs VARIANT WARMUP REQUESTS, with BREAKWATER_BENCH_ENTRY naming the build.
+
+import { subscribe } from 'node:diagnostics_channel';
 import { Registry } from 'prom-client';
 import { Dispatcher } from 'undici';
 
@@ -84,6 +86,22 @@ export const VARIANTS = {
     ),
   'std-metrics': (inner) =>
     resilient(inner, standardPipeline({ metrics: prometheusMetrics({ registry: new Registry() }) })),
+  'std-subscribed': (inner) => {
+    // Every Breakwater diagnostics channel has a subscriber that does nothing.
+    for (const name of [
+      'request:start',
+      'request:end',
+      'attempt:start',
+      'attempt:end',
+      'retry',
+      'hedge',
+      'circuit:state',
+      'rejected',
+    ]) {
+      subscribe(`breakwater:${name}`, () => {});
+    }
+    return resilient(inner, standardPipeline());
+  },
   'std-no-retry': (inner) => resilient(inner, standardPipeline({ retry: false })),
   timeout: (inner) => resilient(inner, pipeline([timeout(30_000)])),
   breaker: (inner) => resilient(inner, pipeline([circuitBreaker()])),
