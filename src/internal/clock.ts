@@ -7,8 +7,8 @@
  *   milliseconds like `Date.now()` (breaker snapshots carry it across processes) but never steps
  *   back when the wall clock is adjusted. Breakers and retry budgets run on it.
  *
- * A clock read is not free, and a request used to make nine. The stages now share the reading
- * taken when a dispatch step begins (`Exchange.dispatchTime`) and convert it with `policyTime()`
+ * A clock read is not free. The gates a passage goes through share the reading it took when it
+ * started (`Passage.time`, set again at the response headers) and convert it with `policyTime()`
  * instead of reading again.
  */
 const TIME_ORIGIN = performance.timeOrigin;
