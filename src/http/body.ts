@@ -1,5 +1,5 @@
 /**
- * Whether a request body can be sent again on a retry (spec rule 4). A retry re-dispatches the
+ * Whether a request body can be sent again on a retry. A retry re-dispatches the
  * same `opts`, so the body must yield the same bytes a second time. A consumed stream does not:
  * undici then sends an empty body without complaint, and the upstream receives a different
  * request than the caller made — worse than not retrying.
@@ -21,7 +21,7 @@
  * `FormData` on each dispatch, so that one could be replayed, but the brand check it uses
  * (`webidl.is.FormData`) rejects Node's global `FormData` when the installed undici is another
  * copy than Node's bundled one, and the request then fails outright; `fetch()` turns a FormData
- * into a stream before dispatching anyway. Spec rule 4 counts it among the iterables.
+ * into a stream before dispatching anyway. It counts among the iterables: not replayable.
  */
 export function isReplayableBody(body: unknown): boolean {
   if (body === undefined || body === null || typeof body === 'string') return true;

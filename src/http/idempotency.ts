@@ -1,5 +1,5 @@
 /**
- * Whether a request may be sent twice without doubling its effect (spec rule 3). A retry of a
+ * Whether a request may be sent twice without doubling its effect. A retry of a
  * POST that did reach the upstream charges the card twice; the retry stage asks here first.
  */
 

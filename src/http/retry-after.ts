@@ -4,7 +4,7 @@
  * Why our own parser: `Date.parse` accepts whatever V8 happens to understand ("2020-01-01",
  * "Tue, 99 Foo 2020" in some versions, bare numbers as years), so a garbage header could turn
  * into a plausible wait. Here a value is either one of the grammar's forms, checked field by
- * field, or it is ignored — the spec's rule 5: garbage never changes what the retry does.
+ * field, or it is ignored: garbage never changes what the retry does.
  */
 
 const MS_PER_SECOND = 1_000;

@@ -1,5 +1,5 @@
 /**
- * Delays between attempts. Retries use exponential backoff with decorrelated jitter (spec rule 8),
+ * Delays between attempts. Retries use exponential backoff with decorrelated jitter,
  * so that clients failing together do not retry together; the circuit breaker's half-open wait
  * grows exponentially without jitter (it is one timer per key, not a crowd).
  */

@@ -1,5 +1,5 @@
 /**
- * The circuit breaker's decisions for one key (spec rule 10), apart from undici: when to open,
+ * The circuit breaker's decisions for one key, apart from undici: when to open,
  * when to let a probe through, what a probe's outcome means. The adapter asks `admit()` before an
  * attempt and reports its outcome after; this class never sees a request, a timer or a clock —
  * `now` is passed in, so the state machine runs on a fake clock in tests.

@@ -1,5 +1,5 @@
 /**
- * A retry budget for one key, as Finagle and Envoy have them (spec rule 9): retries may not
+ * A retry budget for one key, as Finagle and Envoy have them: retries may not
  * exceed a share of the requests seen over a sliding window, plus a small floor so that a
  * low-traffic client can still retry. `maxAttempts` bounds one request; only a budget bounds the
  * load a whole fleet of clients adds when an upstream is already failing — without it, an outage
