@@ -255,11 +255,6 @@ export abstract class Passage implements GateTicket, Deadline {
     this.#stopDeadlines();
   }
 
-  /** Stops every deadline the passage has (at the headers, or once it ended). */
-  protected stopDeadlines(): void {
-    this.#stopDeadlines();
-  }
-
   // --- Inside -----------------------------------------------------------------------------------
 
   // A gate of the user's that throws must not break a response on its way or skip the gates

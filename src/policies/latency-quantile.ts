@@ -65,11 +65,6 @@ export class LatencyQuantile {
     this.#cached = upperBound(i);
     return this.#cached;
   }
-
-  /** Samples counted, as decayed. */
-  get weight(): number {
-    return this.#total;
-  }
 }
 
 const SMALLEST = 0.1;

@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import { prometheusMetrics } from '../../src/index.js';
 import { ROOT } from '../helpers/child.js';
+import { reportEveryEvent } from '../metrics/fixtures/every-event.js';
 
 // The README's metrics table is the contract dashboards and alert rules depend on: it must list
 // exactly what the library registers, with the same type and labels.
@@ -36,30 +37,7 @@ test("the README's metrics table lists exactly what prometheusMetrics() register
   const agent = new Agent();
   try {
     const metrics = prometheusMetrics({ registry, dispatchers: [agent] });
-    // One event of every kind, so that every metric has a sample whose labels can be read.
-    const o = metrics.origin('http://127.0.0.1:8080');
-    o.requestFinished('GET', 'success', '2xx', 0.01);
-    o.attemptFinished('GET', '2xx', 0.01);
-    o.retryScheduled('status');
-    o.retryBudgetExhausted();
-    o.queueWaited(0.001);
-    o.bulkheadRejected();
-    o.timedOut('attempt');
-    o.circuitTransition('open');
-    o.circuitRejected();
-    o.hedgeFinished('won');
-    metrics.attach({
-      snapshot: () => [
-        {
-          key: 'k',
-          origin: 'http://127.0.0.1:8080',
-          queued: 1,
-          inFlight: 1,
-          circuit: 'open',
-          hedgeDelay: 0.05,
-        },
-      ],
-    });
+    reportEveryEvent(metrics);
     // The Agent's pool gauge has samples once the Agent has a pool: one real request makes one.
     const server = createServer((_req, res) => res.end('ok'));
     server.listen(0, '127.0.0.1');

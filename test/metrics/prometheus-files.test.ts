@@ -8,6 +8,7 @@ import { Registry } from 'prom-client';
 import { Agent } from 'undici';
 import { prometheusMetrics } from '../../src/index.js';
 import { allPanels, asPromQL, dashboardExprs, loadDashboard } from './fixtures/dashboard.js';
+import { reportEveryEvent } from './fixtures/every-event.js';
 import { parseSamples, queryableNames } from './fixtures/exposition.js';
 import { findBinary, promtool, required, skipUnlessFound } from './fixtures/prometheus-binaries.js';
 
@@ -33,29 +34,7 @@ before(
       const registry = new Registry();
       // `dispatchers` registers the optional pool gauge, so every metric the library can export is here.
       const metrics = prometheusMetrics({ registry, dispatchers: [agent] });
-      const o = metrics.origin('http://127.0.0.1:8080');
-      o.requestFinished('GET', 'success', '2xx', 0.01);
-      o.attemptFinished('GET', '2xx', 0.01);
-      o.retryScheduled('status');
-      o.retryBudgetExhausted();
-      o.queueWaited(0.001);
-      o.bulkheadRejected();
-      o.timedOut('attempt');
-      o.circuitTransition('open');
-      o.circuitRejected();
-      o.hedgeFinished('won');
-      metrics.attach({
-        snapshot: () => [
-          {
-            key: 'k',
-            origin: 'http://127.0.0.1:8080',
-            queued: 1,
-            inFlight: 1,
-            circuit: 'open',
-            hedgeDelay: 0.05,
-          },
-        ],
-      });
+      reportEveryEvent(metrics);
       const text = await registry.metrics();
       const names = queryableNames(text);
       exported = new Map([...names].map((name) => [name, new Set<string>()]));
