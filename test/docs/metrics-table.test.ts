@@ -11,13 +11,13 @@ import { prometheusMetrics } from '../../src/index.js';
 import { ROOT } from '../helpers/child.js';
 import { reportEveryEvent } from '../metrics/fixtures/every-event.js';
 
-// The README's metrics table is the contract dashboards and alert rules depend on: it must list
+// The metrics table (docs/metrics.md) is the contract dashboards and alert rules depend on: it must list
 // exactly what the library registers, with the same type and labels.
 
-/** name → "type: label, label" from the README's table. */
+/** name → "type: label, label" from the table in docs/metrics.md. */
 function documented(): Map<string, string> {
   const rows = new Map<string, string>();
-  for (const line of readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n')) {
+  for (const line of readFileSync(join(ROOT, 'docs/metrics.md'), 'utf8').split('\n')) {
     const m = /^\| `(breakwater_[a-z_]+)` \| (counter|gauge|histogram) \| ([a-z_, ]+) \|/.exec(line);
     if (m)
       rows.set(
@@ -32,7 +32,7 @@ function documented(): Map<string, string> {
   return rows;
 }
 
-test("the README's metrics table lists exactly what prometheusMetrics() registers, types and labels", async () => {
+test('the metrics table in docs/metrics.md lists exactly what prometheusMetrics() registers, types and labels', async () => {
   const registry = new Registry();
   const agent = new Agent();
   try {
