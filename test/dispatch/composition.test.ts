@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { Agent, type Dispatcher, interceptors, request } from 'undici';
 import { pipeline, prometheusMetrics, type RetryEvent, retry } from '../../src/index.js';
-import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { type Behaviour, startUpstream, type Upstream } from '../helpers/upstream.js';
 
 // Where undici's own interceptors go around a Breakwater pipeline (docs/composition.md). Each case
 // builds both orders on real Agents against a real local server and shows what the server
@@ -65,7 +65,7 @@ describe('undici interceptors around a pipeline', () => {
   let upstream: Upstream;
   let other: Upstream;
   before(async () => {
-    upstream = await startUpstream((req) => {
+    upstream = await startUpstream((req): Behaviour => {
       switch (req.path) {
         case '/cacheable':
           return { kind: 'respond', status: 200, headers: { 'cache-control': 'max-age=60' }, body: 'fresh' };

@@ -19,8 +19,10 @@ import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const BREAKWATER_ATTEMPTS = 3;
 
+type Fetch = typeof globalThis.fetch;
+
 /** A `fetch` through `dispatcher`, accepting what SDKs pass: a URL with options, or a `Request` (ky). */
-function fetchThrough(dispatcher: Dispatcher): typeof fetch {
+function fetchThrough(dispatcher: Dispatcher): Fetch {
   return (async (input: string | URL | Request, init?: RequestInit) => {
     const request = input instanceof Request ? input : undefined;
     const response = await undiciFetch(request?.url ?? (input as string | URL), {
@@ -35,13 +37,13 @@ function fetchThrough(dispatcher: Dispatcher): typeof fetch {
       dispatcher,
     } as Parameters<typeof undiciFetch>[1]);
     return response as unknown as Response;
-  }) as typeof fetch;
+  }) as Fetch;
 }
 
 interface Client {
   name: string;
   /** Calls the upstream once through the SDK with its default retries and with them off. */
-  call(fetch: typeof fetch, origin: string, sdkRetries: 'default' | 'off'): Promise<unknown>;
+  call(fetch: Fetch, origin: string, sdkRetries: 'default' | 'off'): Promise<unknown>;
   /** Upstream requests per call with the SDK's default retries. */
   multipliedBy: number;
 }
