@@ -51,7 +51,7 @@ const USAGE = `usage: npm run bench:here -- [options]   (npm run bench: both maj
   --burst N            timed requests per burst; bursts of all variants alternate (2500)
   --concurrency N      requests in flight (32)
   --warmup N           untimed requests per process first (20000: Node 24 takes that long to
-                       reach steady state; see README)
+                       reach steady state; see docs/benchmarks.md)
   --only a,b           only these variants (raw always runs)
   --max-other-load P   % of all cores other processes may use during a burst (10)
   --retries N          times a burst is sent again when noisier than that (3)

@@ -1,6 +1,6 @@
 // node --allow-natives-syntax --import tsx test/bench/spread-maps.ts
 //
-// Evidence for a cost outside our code (see own-option.ts and the README's Benchmarks): undici's
+// Evidence for a cost outside our code (see own-option.ts and docs/benchmarks.md): undici's
 // request() builds each request's dispatch options as `{ ...opts, origin, path, method }`. On
 // Node 20 (V8 11.3) every object built that way gets a hidden class (map) of its own, so each read
 // of a property on it misses V8's inline caches; on Node 24 they share one map. This counts, over
