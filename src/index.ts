@@ -1,3 +1,5 @@
+// The package's public surface: every export is named here, and nothing else is public.
+
 export { type Gate, type GateOutcome, GateStage, type GateTicket, gate } from './dispatch/gate.js';
 export type {
   KeySnapshot,

@@ -1,3 +1,6 @@
+// `pipeline()`: composes stages into one undici interceptor, with `health()`, `close()` and
+// `destroy()`.
+
 import type { Dispatcher } from 'undici';
 import type { KeySnapshot, PipelineObserver } from './dispatch/observer.js';
 import { compilePlan, isStage, type Stage } from './dispatch/plan.js';

@@ -11,8 +11,8 @@ import { type ResilienceInterceptor, runtimeOf } from './pipeline.js';
  * A Dispatcher that runs a pipeline around a dispatcher you were handed, without `compose()`.
  *
  * On undici 7, `compose()` converts between the legacy and the current handler API at every
- * layer, which alone costs about 17 % CPU per request. Here the caller's handler is converted at
- * most once and the wrapped dispatcher is called directly.
+ * layer, a cost paid on every request. Here the caller's handler is converted at most once and the
+ * wrapped dispatcher is called directly.
  */
 export class ResilientDispatcher extends Dispatcher {
   readonly #inner: Dispatcher;

@@ -1,3 +1,6 @@
+// `standardPipeline()`: the preset (total timeout → retry → circuit breaker → bulkhead → attempt
+// timeout), its defaults and the checks across its stages.
+
 import { InvalidOptionError } from './errors.js';
 import { duration, knownKeys, optionalObject } from './internal/validate.js';
 import { type PipelineOptions, pipeline, type ResilienceInterceptor, type Stage } from './pipeline.js';

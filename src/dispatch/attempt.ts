@@ -1,3 +1,7 @@
+// One attempt of a request: it passes the gates after the retry stage, is sent to the dispatcher
+// as the handler undici calls, and reports its response or failure to its exchange. Also how a
+// discarded response is drained.
+
 import { statusClass } from '../http/classify.js';
 import { requestHeader } from '../http/headers.js';
 import { monotonicNow } from '../internal/clock.js';

@@ -1,3 +1,7 @@
+// One logical request as its caller sees it: the controller the caller is handed, the total
+// deadline, the attempt policy (retries, hedges, backoff) and the one place the caller's handler
+// is called from.
+
 import { BulkheadRejectedError, CircuitOpenError, ResilienceError, TimeoutError } from '../errors.js';
 import { isReplayableBody } from '../http/body.js';
 import {

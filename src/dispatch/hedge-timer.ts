@@ -1,3 +1,5 @@
+// The timer that sends a request's next hedge, and the refusal a gate declines a hedge with.
+
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
 
 /** What a gate refuses a hedge with when it would have to wait or probe: the hedge is just not sent. */

@@ -1,3 +1,6 @@
+// undici's older handler API, as undici 7's `request()` and `stream()` hand it to a dispatcher,
+// presented as the current one so the stages speak one API.
+
 import type { Controller, Handler, Headers } from './types.js';
 
 /** undici's older handler API, which undici 7's `request()` and `stream()` still hand to a dispatcher. */

@@ -3,9 +3,9 @@ import type { DispatchOptions } from './types.js';
 // On Node 20, undici's `request()` builds each request's options with `{ ...opts, origin, path,
 // method }`, and V8 11.3 gives every object built that way a hidden class of its own. A plain read
 // such as `opts.method` therefore misses its inline cache on every request and goes through the
-// runtime. Counted under callgrind (`npm run bench:option-reads`): a plain read costs about 1,400
-// instructions, `Reflect.get` about 200 and `Object.hasOwn` about 130, because those two builtins
-// search the object's own properties without an inline cache.
+// runtime. `Reflect.get` and `Object.hasOwn` cost far less there, because those two builtins
+// search the object's own properties without an inline cache (`npm run bench:option-reads`
+// counts all three; docs/benchmarks.md has the figures).
 // On Node 24 the options share one hidden class and either way is cheap. Options undici itself
 // reads later pay their miss there whatever we do; these helpers only keep ours from adding one.
 

@@ -1,3 +1,6 @@
+// A request or an attempt going through a section of the plan's steps: the ticket its gates see,
+// the holder of its deadlines, and the one place that releases what it holds.
+
 import { TimeoutError, type TimeoutScope } from '../errors.js';
 import { isUpstreamFailure } from '../http/classify.js';
 import { monotonicNow } from '../internal/clock.js';
@@ -42,7 +45,7 @@ const RELEASED = 5;
  *
  * It carries the links of the deadline of the first timeout it meets, so arming it allocates
  * nothing (a further timeout in the same section gets a small node of its own). Its fields are
- * few on purpose: two passages are made per request.
+ * few on purpose: one is made for every attempt.
  */
 export abstract class Passage implements GateTicket, Deadline {
   deadlineAt = 0;

@@ -1,3 +1,6 @@
+// Compiles a pipeline's list of stages, once, into the plan every request runs: the steps before
+// the retry stage, the attempt policy, and the steps after it.
+
 import { InvalidOptionError } from '../errors.js';
 import { DeadlineQueue } from '../internal/deadline-queue.js';
 import { BulkheadStage } from '../policies/bulkhead.js';

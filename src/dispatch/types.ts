@@ -1,3 +1,6 @@
+// The undici types the dispatch code shares, and the per-request overrides carried by the
+// `breakwater` dispatch option.
+
 import type { Dispatcher } from 'undici';
 
 /** undici's current handler API (`onRequestStart`, `onResponseStart`, …), shared by undici 7 and 8. */

@@ -14,10 +14,9 @@
 const TIME_ORIGIN = performance.timeOrigin;
 
 // `performance.now()` costs more than the clock behind it: the global `performance` is a lazy
-// getter, and `now()` checks its receiver's brand before it reads the clock. Under callgrind, per
-// read in a loop, Node 20: 439 instructions, 266 through an imported `performance`, 143 through
-// `process.hrtime()`; Node 24: 579, 401 and 195. `process.hrtime()` reads the same monotonic
-// clock (libuv's uv_hrtime), so one offset keeps our readings on performance.now()'s scale.
+// getter, and `now()` checks its receiver's brand before it reads the clock. `process.hrtime()`
+// reads the same monotonic clock (libuv's uv_hrtime) for a fraction of that (docs/benchmarks.md
+// has the counts), so one offset keeps our readings on performance.now()'s scale.
 // It is looked up on every read, not kept, so that fake timers (sinon, jest), which replace it,
 // move our clock along with their timers.
 function hrtimeMs(): number {

@@ -1,3 +1,6 @@
+// Timeouts of one duration on one Node timer: a FIFO of deadlines, so arming one allocates
+// nothing and needs no timer of its own.
+
 import { monotonicNow } from './clock.js';
 
 /** Something with a deadline in a DeadlineQueue. The links live on the item: nothing is allocated per entry. */

@@ -1,3 +1,5 @@
+// The typed event the stages use for their listeners (`onRetry`, `onStateChange`, …).
+
 /** What subscribing returns: call `dispose()` to stop listening. */
 export interface Disposable {
   dispose(): void;

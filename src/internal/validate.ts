@@ -3,7 +3,8 @@ import { InvalidOptionError } from '../errors.js';
 /*
  * One helper per shape of option. Each either returns the value (typed) or throws an
  * InvalidOptionError naming the path, what was expected and what was given. Factories call them
- * once, at construction; nothing here runs per request.
+ * once, at construction. The per-request overrides (the `breakwater` dispatch option) arrive with
+ * each request, so the exchange checks those with the same helpers when it reads them.
  */
 
 export function optionalObject(path: string, value: unknown): Record<string, unknown> | undefined {

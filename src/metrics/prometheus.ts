@@ -1,3 +1,6 @@
+// `prometheusMetrics()`: Breakwater's Prometheus metrics, counted in cells of our own as requests
+// run and added into a prom-client registry when it is scraped.
+
 import { createRequire } from 'node:module';
 import type {
   Counter,
@@ -227,13 +230,12 @@ function loadPromClient(): PromClient {
 }
 
 /*
- * The hot path. prom-client's own children are slow for a per-request budget: on Node 20 a
- * cached `counter.labels(...).inc()` costs ~370 ns and `histogram.labels(...).observe(v)` ~750 ns
- * (each hashes the label object and allocates): ~3.4 µs per request for the two counters and two
- * histograms a request and its attempt update, a large share of the 10 % overhead budget. So series
- * of metrics this module created are cells of our own (an increment, a bucket search, no
- * allocation: ~50 ns per request, origin lookup included) that are added into prom-client when it
- * collects, at scrape time. Metrics registered by someone else get cached prom-client children.
+ * The hot path. prom-client's own children cost too much to update per request: even a cached
+ * `counter.labels(...).inc()` or `histogram.labels(...).observe(v)` hashes the label object and
+ * allocates, and a request and its attempt update two counters and two histograms. So series of
+ * metrics this module created are cells of our own (an increment, a bucket search, no
+ * allocation) that are added into prom-client when it collects, at scrape time. Metrics
+ * registered by someone else get cached prom-client children.
  */
 
 interface CounterSeries {
@@ -584,7 +586,7 @@ export class PrometheusMetrics implements PipelineObserver {
 }
 
 /**
- * Creates the metrics of the specification in `options.registry` and returns the observer to pass
+ * Creates Breakwater's metrics (docs/metrics.md) in `options.registry` and returns the observer to pass
  * as `pipeline(stages, { metrics })`. Options are validated here; a bad one throws
  * `InvalidOptionError` naming its path (`metrics.prefix`, …).
  */

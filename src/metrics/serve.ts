@@ -1,3 +1,6 @@
+// `serveMetrics()` and `metricsHandler()`: a registry's metrics over HTTP, on 127.0.0.1 unless
+// told otherwise.
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InvalidOptionError } from '../errors.js';

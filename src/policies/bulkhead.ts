@@ -1,3 +1,6 @@
+// The bulkhead stage: its options and the per-key accounting of slots and waiters. The dispatch
+// adapter is dispatch/bulkhead-gate.ts.
+
 import { KeyedMap } from '../internal/keyed-map.js';
 import { LinkedQueue, type QueueNode } from '../internal/linked-queue.js';
 import { integer, knownKeys, optionalObject } from '../internal/validate.js';

@@ -1,3 +1,7 @@
+// The circuit breaker stage: its options, one breaker per key, its controls (`isolate`, `reset`,
+// snapshots) and state-change events. The decisions are in breaker-state.ts, the dispatch adapter
+// in dispatch/breaker-gate.ts.
+
 import type { CircuitState } from '../errors.js';
 import { InvalidOptionError } from '../errors.js';
 import { policyNow } from '../internal/clock.js';

@@ -1,3 +1,5 @@
+// The retry stage's hedging settings, and each key's hedge clock (adaptive delay, deadline queue).
+
 import { InvalidOptionError } from '../errors.js';
 import { DeadlineQueue } from '../internal/deadline-queue.js';
 import { KeyedMap } from '../internal/keyed-map.js';

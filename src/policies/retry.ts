@@ -1,3 +1,6 @@
+// The retry stage: its options and defaults, per-key retry budgets and its events. The attempt
+// policy that applies them runs in dispatch/exchange.ts.
+
 import type { RetryReason } from '../dispatch/observer.js';
 import { InvalidOptionError } from '../errors.js';
 import { IDEMPOTENT_METHODS } from '../http/idempotency.js';

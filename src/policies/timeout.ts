@@ -1,3 +1,5 @@
+// The timeout stage: how long, and up to where (`until`). The dispatch code arms its deadlines.
+
 import { InvalidOptionError } from '../errors.js';
 import { duration, knownKeys, oneOf, optionalObject } from '../internal/validate.js';
 
