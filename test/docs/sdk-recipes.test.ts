@@ -133,6 +133,26 @@ describe('SDK recipes', () => {
     });
   }
 
+  test('openai, Anthropic, ky and ofetch: an open circuit is in the cause chain of their error, where isCircuitOpenError finds it', async () => {
+    upstream.reset();
+    const breaker = circuitBreaker();
+    const dispatcher = resilient(new Agent(), pipeline([breaker]));
+    try {
+      breaker.isolate(upstream.origin);
+      const fetch = fetchThrough(dispatcher);
+      for (const client of clients.filter((c) => c.name !== 'stripe')) {
+        const err = await client.call(fetch, upstream.origin, 'off').then(
+          () => assert.fail(`${client.name}: the circuit is open`),
+          (e: unknown) => e,
+        );
+        assert.equal(isCircuitOpenError(err), true, `${client.name}: ${String(err)}`);
+      }
+      assert.equal(upstream.requests.length, 0, 'nothing reached the upstream');
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
   test("stripe: an open circuit arrives in the error's `detail`, where isCircuitOpenError finds it", async () => {
     upstream.reset();
     const breaker = circuitBreaker();
