@@ -5,7 +5,13 @@ import ky from 'ky';
 import { createFetch } from 'ofetch';
 import OpenAI from 'openai';
 import Stripe from 'stripe';
-import { Agent, type Dispatcher, fetch as undiciFetch } from 'undici';
+import {
+  Agent,
+  type Dispatcher,
+  getGlobalDispatcher,
+  setGlobalDispatcher,
+  fetch as undiciFetch,
+} from 'undici';
 import { circuitBreaker, isCircuitOpenError, pipeline, resilient, retry } from '../../src/index.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -42,8 +48,8 @@ function fetchThrough(dispatcher: Dispatcher): Fetch {
 
 interface Client {
   name: string;
-  /** Calls the upstream once through the SDK with its default retries and with them off. */
-  call(fetch: Fetch, origin: string, sdkRetries: 'default' | 'off'): Promise<unknown>;
+  /** Calls the upstream once through the SDK, with its retries at their default or off; `fetch` undefined: the SDK's own default. */
+  call(fetch: Fetch | undefined, origin: string, sdkRetries: 'default' | 'off'): Promise<unknown>;
   /** Upstream requests per call with the SDK's default retries. */
   multipliedBy: number;
 }
@@ -132,6 +138,31 @@ describe('SDK recipes', () => {
       assert.equal(await upstreamRequests(client, 'off'), BREAKWATER_ATTEMPTS);
     });
   }
+
+  test("with setGlobalDispatcher instead of a fetch per SDK, each SDK's default fetch goes through Breakwater", async () => {
+    const previous = getGlobalDispatcher();
+    const dispatcher = resilient(
+      new Agent(),
+      pipeline([
+        retry({ maxAttempts: BREAKWATER_ATTEMPTS, backoff: { initialDelay: 1, maxDelay: 1 }, budget: false }),
+      ]),
+    );
+    setGlobalDispatcher(dispatcher);
+    try {
+      for (const client of clients) {
+        upstream.reset();
+        await assert.rejects(client.call(undefined, upstream.origin, 'off')); // each SDK's default fetch
+        assert.equal(
+          upstream.requests.length,
+          BREAKWATER_ATTEMPTS,
+          `${client.name} went through the retry stage`,
+        );
+      }
+    } finally {
+      setGlobalDispatcher(previous);
+      await dispatcher.close();
+    }
+  });
 
   test('openai, Anthropic, ky and ofetch: an open circuit is in the cause chain of their error, where isCircuitOpenError finds it', async () => {
     upstream.reset();
