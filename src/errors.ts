@@ -11,12 +11,14 @@ const kResilienceError = Symbol.for('breakwater.error');
 const kBulkheadRejectedError = Symbol.for('breakwater.error.bulkhead-rejected');
 const kCircuitOpenError = Symbol.for('breakwater.error.circuit-open');
 const kTimeoutError = Symbol.for('breakwater.error.timeout');
+const kRateLimitedError = Symbol.for('breakwater.error.rate-limited');
 const kInvalidOptionError = Symbol.for('breakwater.error.invalid-option');
 
 export type ResilienceErrorCode =
   | 'BREAKWATER_BULKHEAD_REJECTED'
   | 'BREAKWATER_CIRCUIT_OPEN'
   | 'BREAKWATER_TIMEOUT'
+  | 'BREAKWATER_RATE_LIMITED'
   | 'BREAKWATER_INVALID_OPTION';
 
 export class ResilienceError extends Error {
@@ -119,6 +121,31 @@ export class TimeoutError extends ResilienceError {
   }
 }
 
+/**
+ * A rate limit stage would have made the request wait longer than its `maxWait` for its turn
+ * (the key's quota, or a pause the upstream asked for): it was never sent.
+ */
+export class RateLimitedError extends ResilienceError {
+  readonly key: string;
+  /** Milliseconds until the key would let a request through without waiting. */
+  readonly retryAfterMs: number;
+
+  constructor(key: string, retryAfterMs: number) {
+    super('BREAKWATER_RATE_LIMITED', `rate limit for ${key}: next turn in ${Math.ceil(retryAfterMs)} ms`);
+    this.name = 'RateLimitedError';
+    this.key = key;
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  get [kRateLimitedError](): true {
+    return true;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value, kRateLimitedError);
+  }
+}
+
 /** An option had the wrong type or range. Thrown by the factories, never per request. */
 export class InvalidOptionError extends ResilienceError {
   readonly path: string;
@@ -170,6 +197,7 @@ export function findInCauseChain<T>(err: unknown, predicate: (e: unknown) => e i
 const isBulkhead = (e: unknown): e is BulkheadRejectedError => e instanceof BulkheadRejectedError;
 const isCircuit = (e: unknown): e is CircuitOpenError => e instanceof CircuitOpenError;
 const isTimeout = (e: unknown): e is TimeoutError => e instanceof TimeoutError;
+const isRateLimited = (e: unknown): e is RateLimitedError => e instanceof RateLimitedError;
 const isInvalid = (e: unknown): e is InvalidOptionError => e instanceof InvalidOptionError;
 const isResilience = (e: unknown): e is ResilienceError => e instanceof ResilienceError;
 
@@ -180,6 +208,9 @@ export const isBulkheadRejectedError = (err: unknown): boolean =>
 export const isCircuitOpenError = (err: unknown): boolean => findInCauseChain(err, isCircuit) !== undefined;
 /** True when `err`, or an error in its `cause` chain, is a `TimeoutError`. */
 export const isTimeoutError = (err: unknown): boolean => findInCauseChain(err, isTimeout) !== undefined;
+/** True when `err`, or an error in its `cause` chain, is a `RateLimitedError`. */
+export const isRateLimitedError = (err: unknown): boolean =>
+  findInCauseChain(err, isRateLimited) !== undefined;
 /** True when `err`, or an error in its `cause` chain, is an `InvalidOptionError`. */
 export const isInvalidOptionError = (err: unknown): boolean => findInCauseChain(err, isInvalid) !== undefined;
 /** True when `err`, or an error in its `cause` chain, is any error this library raised. */

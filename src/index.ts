@@ -20,8 +20,10 @@ export {
   isBulkheadRejectedError,
   isCircuitOpenError,
   isInvalidOptionError,
+  isRateLimitedError,
   isResilienceError,
   isTimeoutError,
+  RateLimitedError,
   ResilienceError,
   type ResilienceErrorCode,
   TimeoutError,
@@ -59,6 +61,7 @@ export {
   circuitBreaker,
 } from './policies/circuit-breaker.js';
 export type { HedgeEvent, HedgeOptions } from './policies/hedge.js';
+export { type RateLimitOptions, RateLimitStage, rateLimit } from './policies/rate-limit.js';
 export {
   type GiveUpEvent,
   type GiveUpReason,

@@ -66,7 +66,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     if (!isStage(stage))
       throw new InvalidOptionError(
         `stages[${i}]`,
-        'a stage made by bulkhead(), timeout(), retry(), circuitBreaker() or gate()',
+        'a stage made by bulkhead(), timeout(), retry(), circuitBreaker(), rateLimit() or gate()',
         stage,
       );
   });

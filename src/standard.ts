@@ -6,6 +6,7 @@ import { duration, knownKeys, optionalObject } from './internal/validate.js';
 import { type PipelineOptions, pipeline, type ResilienceInterceptor, type Stage } from './pipeline.js';
 import { type BulkheadOptions, bulkhead } from './policies/bulkhead.js';
 import { type CircuitBreakerOptions, circuitBreaker } from './policies/circuit-breaker.js';
+import { type RateLimitOptions, rateLimit } from './policies/rate-limit.js';
 import { type RetryOptions, retry } from './policies/retry.js';
 import { type TimeoutOptions, timeout } from './policies/timeout.js';
 
@@ -29,6 +30,13 @@ export interface StandardPipelineOptions extends PipelineOptions {
    */
   circuitBreaker?: CircuitBreakerOptions | false;
   /**
+   * A per-key rate limit on attempts, between the circuit breaker and the bulkhead: an upstream's
+   * quota counts every attempt, retries included; an open circuit refuses before a token is
+   * spent; a request waiting for its turn holds no bulkhead slot. `false` or absent: none.
+   * @default none
+   */
+  rateLimit?: RateLimitOptions | false;
+  /**
    * The per-key bulkhead. `false` drops it.
    * @default { maxConcurrent: 64, maxQueue: 1024 }
    */
@@ -44,6 +52,7 @@ const PRESET_KEYS = [
   'totalTimeout',
   'retry',
   'circuitBreaker',
+  'rateLimit',
   'bulkhead',
   'attemptTimeout',
   'metrics',
@@ -52,7 +61,8 @@ const PRESET_KEYS = [
 
 /**
  * The preset, like Polly's standard resilience handler: total timeout → retry → circuit breaker
- * → bulkhead → attempt timeout, each with production defaults, each replaceable or droppable.
+ * → (rate limit, when asked for) → bulkhead → attempt timeout, each with production defaults, each
+ * replaceable or droppable.
  */
 export function standardPipeline(options: StandardPipelineOptions = {}): ResilienceInterceptor {
   const o = optionalObject('standardPipeline', options) ?? {};
@@ -71,6 +81,8 @@ export function standardPipeline(options: StandardPipelineOptions = {}): Resilie
       circuitBreaker({ halfOpenAfter: { initial: 5_000, max: 60_000 }, ...(options.circuitBreaker ?? {}) }),
     );
   }
+  if (options.rateLimit !== undefined && options.rateLimit !== false)
+    stages.push(rateLimit(options.rateLimit));
   if (options.bulkhead !== false)
     stages.push(bulkhead({ maxConcurrent: 64, maxQueue: 1024, ...(options.bulkhead ?? {}) }));
   if (attempt !== false) stages.push(timeout(attempt.ms, { until: attempt.until }));

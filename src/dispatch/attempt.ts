@@ -9,7 +9,7 @@ import { DeadlineQueue } from '../internal/deadline-queue.js';
 import { type AttemptEndMessage, type AttemptStartMessage, channels } from '../telemetry/channels.js';
 import type { CoreLink } from './core-link.js';
 import { type Exchange, errorKind } from './exchange.js';
-import { UNPARSED } from './lazy-headers.js';
+import { headerValue, UNPARSED } from './lazy-headers.js';
 import type { OriginObserver, StatusClass } from './observer.js';
 import { Passage, type Step, type TimeoutStep } from './passage.js';
 import type { Controller, DispatchOptions, Handler, Headers } from './types.js';
@@ -63,6 +63,8 @@ abstract class Attempt extends Passage implements Controller {
   /** Why it ended early; the dispatcher's request is aborted with it. */
   protected endReason: Error | null = null;
   readonly #opts: DispatchOptions;
+  /** The final response's headers, as the dispatcher gave them (maybe the UNPARSED marker). */
+  #responseHeaders: Headers | null = null;
   #recorded = false;
   #drained = 0;
 
@@ -105,6 +107,11 @@ abstract class Attempt extends Passage implements Controller {
 
   header(name: string): string | undefined {
     return requestHeader(this.#opts.headers, name);
+  }
+
+  responseHeader(name: string): string | undefined {
+    const headers = this.#responseHeaders;
+    return headers === null ? undefined : headerValue(this, headers, name);
   }
 
   // --- Controller ---------------------------------------------------------------------------------
@@ -222,6 +229,7 @@ abstract class Attempt extends Passage implements Controller {
     if (!this.#recorded) this.#record(statusClass(statusCode), now, statusCode, undefined);
     if (this.ended || this.phase !== 'sent') return;
     const waited = now - this.time;
+    this.#responseHeaders = headers;
     this.responded(statusCode, now);
     this.exchange.attemptResponded(this, statusCode, headers, statusMessage, waited);
   }

@@ -2,7 +2,13 @@
 // deadline, the attempt policy (retries, hedges, backoff) and the one place the caller's handler
 // is called from.
 
-import { BulkheadRejectedError, CircuitOpenError, ResilienceError, TimeoutError } from '../errors.js';
+import {
+  BulkheadRejectedError,
+  CircuitOpenError,
+  RateLimitedError,
+  ResilienceError,
+  TimeoutError,
+} from '../errors.js';
 import { isReplayableBody } from '../http/body.js';
 import {
   errorStatus,
@@ -316,7 +322,7 @@ export class Exchange implements Controller, Deadline {
     if (this.#hedging) this.#settleHedges(attempt, statusCode, waited);
     this.#status = statusCode;
     if (this.#owner.plan.total?.untilHeaders === true) this.#owner.plan.total.queue.stop(this);
-    this.#gates?.respond(statusCode, attempt.time);
+    this.#gates?.respond(attempt, statusCode, attempt.time);
     this.#handler.onResponseStart?.(this, statusCode, this.#parsed(headers), statusMessage);
   }
 
@@ -697,7 +703,7 @@ function fireRetry(ex: Exchange): void {
 /**
  * The kind of failure if `error` is one a repeat can fix: a transient network error, an attempt
  * timeout, or an error that carries a retryable HTTP status (undici's responseError interceptor
- * composed inside). The library's own refusals (bulkhead full, circuit open) are answers, not
+ * composed inside). The library's own refusals (bulkhead full, circuit open, rate limited) are answers, not
  * accidents, and a caller's abort is the caller's decision.
  */
 function failureKind(error: Error, retryableStatus: readonly boolean[]): RetryReason | null {
@@ -721,6 +727,7 @@ export function errorKind(error: unknown): StatusClass {
   if (error instanceof TimeoutError) return 'timeout';
   if (error instanceof CircuitOpenError) return 'circuit_open';
   if (error instanceof BulkheadRejectedError) return 'bulkhead_rejected';
+  if (error instanceof RateLimitedError) return 'rate_limited';
   if (isTransientNetworkError(error)) return 'network';
   if (isCallerAbort(error)) return 'aborted';
   return 'error';
@@ -731,6 +738,7 @@ function outcomeOf(kind: StatusClass): RequestOutcome {
     case 'timeout':
     case 'circuit_open':
     case 'bulkhead_rejected':
+    case 'rate_limited':
     case 'aborted':
       return kind;
     default:

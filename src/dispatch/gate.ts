@@ -38,6 +38,11 @@ export interface GateTicket {
   readonly hedge: boolean;
   /** A request header's value as the caller sent it (`name` in any case); several are joined with `, `. */
   header(name: string): string | undefined;
+  /**
+   * A response header's value (`name` in lower case) once headers arrived, in `response()`;
+   * `undefined` before, or when absent. Several are joined with `, `.
+   */
+  responseHeader(name: string): string | undefined;
   /** Lets the passage through now or, after `wait()`, later. `permit` comes back to `exit()`. */
   admit(permit?: unknown): void;
   /** Holds the passage until `admit()` or `refuse()`; `cancel()` is called if it leaves first. */

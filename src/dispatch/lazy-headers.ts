@@ -25,3 +25,25 @@ export function resolveTrailers(controller: Controller, trailers: Headers): Head
 function parseRaw(raw: Controller['rawHeaders']): Headers {
   return Array.isArray(raw) ? (util.parseHeaders(raw as Buffer[]) as Headers) : {};
 }
+
+/**
+ * One header's value from the parsed headers, or from the controller's raw ones when `headers` is
+ * the UNPARSED marker: found by name without parsing the rest. `name` is lower case; several
+ * values are joined with `, `.
+ */
+export function headerValue(controller: Controller, headers: Headers, name: string): string | undefined {
+  if (headers !== UNPARSED) {
+    const value = (headers as Record<string, string | string[] | undefined>)[name];
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+  const raw = controller.rawHeaders;
+  if (!Array.isArray(raw)) return undefined;
+  let found: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i] as Buffer | string;
+    if (key.length !== name.length || key.toString('latin1').toLowerCase() !== name) continue;
+    const value = (raw[i + 1] as Buffer | string).toString('latin1');
+    found = found === undefined ? value : `${found}, ${value}`;
+  }
+  return found;
+}

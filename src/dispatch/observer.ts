@@ -18,6 +18,7 @@ export type RequestOutcome =
   | 'failure'
   | 'bulkhead_rejected'
   | 'circuit_open'
+  | 'rate_limited'
   | 'timeout'
   | 'aborted';
 
@@ -37,6 +38,7 @@ export type StatusClass =
   | 'network'
   | 'bulkhead_rejected'
   | 'circuit_open'
+  | 'rate_limited'
   | 'aborted'
   | 'error';
 

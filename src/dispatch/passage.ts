@@ -87,6 +87,7 @@ export abstract class Passage implements GateTicket, Deadline {
   // --- GateTicket -------------------------------------------------------------------------------
 
   abstract header(name: string): string | undefined;
+  abstract responseHeader(name: string): string | undefined;
 
   get outcome(): GateOutcome {
     return this.#outcome;

@@ -5,15 +5,23 @@ import { InvalidOptionError } from '../errors.js';
 import { DeadlineQueue } from '../internal/deadline-queue.js';
 import { BulkheadStage } from '../policies/bulkhead.js';
 import { CircuitBreakerStage } from '../policies/circuit-breaker.js';
+import { RateLimitStage } from '../policies/rate-limit.js';
 import { DEFAULT_RETRY_STATUSES, RetryStage } from '../policies/retry.js';
 import { TimeoutStage } from '../policies/timeout.js';
 import { BreakerGate } from './breaker-gate.js';
 import { BulkheadGate } from './bulkhead-gate.js';
 import { GateStage } from './gate.js';
 import type { Step, TimeoutStep } from './passage.js';
+import { RateLimitGate } from './rate-limit-gate.js';
 
 /** Any stage a pipeline accepts. */
-export type Stage = TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage | GateStage;
+export type Stage =
+  | TimeoutStage
+  | RetryStage
+  | CircuitBreakerStage
+  | BulkheadStage
+  | RateLimitStage
+  | GateStage;
 
 /**
  * A pipeline's stages compiled once, for every request and every dispatcher it wraps: the steps
@@ -42,6 +50,7 @@ export function isStage(value: unknown): value is Stage {
     value instanceof RetryStage ||
     value instanceof CircuitBreakerStage ||
     value instanceof BulkheadStage ||
+    value instanceof RateLimitStage ||
     value instanceof GateStage
   );
 }
@@ -89,6 +98,7 @@ function toStep(stage: Stage, scope: 'total' | 'attempt'): Step {
   }
   if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage) };
   if (stage instanceof BulkheadStage) return { kind: 'gate', gate: new BulkheadGate(stage) };
+  if (stage instanceof RateLimitStage) return { kind: 'gate', gate: new RateLimitGate(stage) };
   return { kind: 'gate', gate: (stage as GateStage).gate };
 }
 

@@ -1,4 +1,5 @@
 import { requestHeader } from '../http/headers.js';
+import type { Attempt } from './attempt.js';
 import type { Exchange } from './exchange.js';
 import type { OriginObserver } from './observer.js';
 import { Passage, type Step, type TimeoutStep } from './passage.js';
@@ -12,6 +13,8 @@ import type { DispatchOptions } from './types.js';
 export class RequestGates extends Passage {
   readonly #exchange: Exchange;
   readonly #opts: DispatchOptions;
+  /** The attempt whose response is the answer, once headers arrived. */
+  #answer: Attempt | null = null;
 
   constructor(exchange: Exchange, steps: readonly Step[], opts: DispatchOptions, now: number) {
     super(steps);
@@ -53,8 +56,13 @@ export class RequestGates extends Passage {
     this.proceed();
   }
 
+  responseHeader(name: string): string | undefined {
+    return this.#answer?.responseHeader(name);
+  }
+
   /** The answer's headers arrived (at `now`): the gates hear them. */
-  respond(statusCode: number, now: number): void {
+  respond(answer: Attempt, statusCode: number, now: number): void {
+    this.#answer = answer;
     this.responded(statusCode, now);
   }
 

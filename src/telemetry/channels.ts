@@ -74,7 +74,7 @@ export interface CircuitStateMessage {
 /** `breakwater:rejected`: the library turned a request or attempt away itself. */
 export interface RejectedMessage {
   key: string;
-  reason: 'bulkhead' | 'circuit';
+  reason: 'bulkhead' | 'circuit' | 'rate_limit';
 }
 
 export const channels = {

@@ -20,6 +20,7 @@ import {
   isBulkheadRejectedError,
   isCircuitOpenError,
   isInvalidOptionError,
+  isRateLimitedError,
   isResilienceError,
   isTimeoutError,
   type KeyHealth,
@@ -30,12 +31,16 @@ import {
   type PrometheusMetricsOptions,
   pipeline,
   prometheusMetrics,
+  RateLimitedError,
+  type RateLimitOptions,
+  type RateLimitStage,
   type RequestOverrides,
   type ResilienceError,
   type ResilienceErrorCode,
   type ResilienceInterceptor,
   type ResilientDispatcher,
   type RetryStage,
+  rateLimit,
   resilient,
   retry,
   type ServeMetricsOptions,
@@ -62,8 +67,10 @@ expectTypeOf(retry).returns.toEqualTypeOf<RetryStage>();
 expectTypeOf(circuitBreaker).returns.toEqualTypeOf<CircuitBreakerStage>();
 expectTypeOf(bulkhead).parameters.toEqualTypeOf<[options: BulkheadOptions]>();
 expectTypeOf(bulkhead).returns.toEqualTypeOf<BulkheadStage>();
+expectTypeOf(rateLimit).parameters.toEqualTypeOf<[options: RateLimitOptions]>();
+expectTypeOf(rateLimit).returns.toEqualTypeOf<RateLimitStage>();
 expectTypeOf<Stage>().toEqualTypeOf<
-  TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage | GateStage
+  TimeoutStage | RetryStage | CircuitBreakerStage | BulkheadStage | RateLimitStage | GateStage
 >();
 
 expectTypeOf(resilient).parameter(0).toEqualTypeOf<Dispatcher>();
@@ -191,11 +198,18 @@ expectTypeOf<ResilienceErrorCode>().toEqualTypeOf<
   | 'BREAKWATER_BULKHEAD_REJECTED'
   | 'BREAKWATER_CIRCUIT_OPEN'
   | 'BREAKWATER_TIMEOUT'
+  | 'BREAKWATER_RATE_LIMITED'
   | 'BREAKWATER_INVALID_OPTION'
 >();
 expectTypeOf<ResilienceError>().toExtend<Error>();
 expectTypeOf<ResilienceError['code']>().toEqualTypeOf<ResilienceErrorCode>();
-for (const E of [BulkheadRejectedError, CircuitOpenError, TimeoutError, InvalidOptionError]) {
+for (const E of [
+  BulkheadRejectedError,
+  CircuitOpenError,
+  TimeoutError,
+  RateLimitedError,
+  InvalidOptionError,
+]) {
   expectTypeOf<InstanceType<typeof E>>().toExtend<ResilienceError>();
 }
 
@@ -227,6 +241,7 @@ for (const guard of [
   isCircuitOpenError,
   isTimeoutError,
   isInvalidOptionError,
+  isRateLimitedError,
   isResilienceError,
 ]) {
   expectTypeOf(guard).toEqualTypeOf<(err: unknown) => boolean>();
