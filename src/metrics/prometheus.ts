@@ -110,7 +110,7 @@ const SPECS = {
     name: 'requests_total',
     type: 'counter',
     labels: ['origin', 'method', 'outcome'],
-    help: 'Logical requests finished, by outcome (success, failure, bulkhead_rejected, circuit_open, timeout, aborted).',
+    help: 'Logical requests finished, by outcome (success, failure, bulkhead_rejected, circuit_open, rate_limited, timeout, aborted).',
   },
   requestDuration: {
     name: 'request_duration_seconds',

@@ -55,7 +55,7 @@ describe('prometheusMetrics: exposition', () => {
     assert.equal(
       await scrape(registry, 'breakwater_requests_total'),
       [
-        '# HELP breakwater_requests_total Logical requests finished, by outcome (success, failure, bulkhead_rejected, circuit_open, timeout, aborted).',
+        '# HELP breakwater_requests_total Logical requests finished, by outcome (success, failure, bulkhead_rejected, circuit_open, rate_limited, timeout, aborted).',
         '# TYPE breakwater_requests_total counter',
         `breakwater_requests_total{${l},method="GET",outcome="success"} 2`,
         `breakwater_requests_total{${l},method="POST",outcome="failure"} 1`,
