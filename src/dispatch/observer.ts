@@ -10,6 +10,8 @@ export interface PipelineObserver {
   origin(origin: string): OriginObserver;
   /** Gives the observer scrape-time access to the live state of one pipeline. May be called several times (one pipeline each). */
   attach(source: StateSource): void;
+  /** A fleet store call failed, was late, or the store was unavailable: the pipeline used its local state. */
+  storeError?(operation: string, reason: 'timeout' | 'error' | 'unavailable'): void;
 }
 
 /** How a logical request ended, as the `outcome` label of `requests_total`. */

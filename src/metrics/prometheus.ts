@@ -202,6 +202,12 @@ const SPECS = {
     labels: ['origin'],
     help: 'How long a request waits for response headers before a hedge is sent.',
   },
+  storeErrors: {
+    name: 'store_errors_total',
+    type: 'counter',
+    labels: ['operation', 'reason'],
+    help: 'Fleet store calls that failed, were late or found the store unavailable; the pipeline used its local state.',
+  },
   poolConnections: {
     name: 'pool_connections',
     type: 'gauge',
@@ -478,6 +484,7 @@ interface MetricSet {
   readonly circuitTransitions: SeriesFactory<CounterSeries>;
   readonly circuitRejections: SeriesFactory<CounterSeries>;
   readonly hedges: SeriesFactory<CounterSeries>;
+  readonly storeErrors: SeriesFactory<CounterSeries>;
   /** The sets the scrape-time gauges read; `attach()` adds to each. */
   readonly stateSources: ReadonlyArray<Set<StateBinding>>;
 }
@@ -532,6 +539,7 @@ export class PrometheusMetrics implements PipelineObserver {
       circuitTransitions: build.counter(SPECS.circuitTransitions),
       circuitRejections: build.counter(SPECS.circuitRejections),
       hedges: build.counter(SPECS.hedges),
+      storeErrors: build.counter(SPECS.storeErrors),
       stateSources: [
         build.gauge(SPECS.queueDepth, kStateSources, collectQueueDepth),
         build.gauge(SPECS.inFlight, kStateSources, collectInFlight),
@@ -549,6 +557,11 @@ export class PrometheusMetrics implements PipelineObserver {
   /** The observer for one origin; the same object every time for the same label value. */
   origin(origin: string): OriginObserver {
     return this.#byInput.get(origin) ?? this.#resolve(origin);
+  }
+
+  /** A fleet store call fell back to local state. Rare: the series is looked up each time. */
+  storeError(operation: string, reason: 'timeout' | 'error' | 'unavailable'): void {
+    this.#set.storeErrors.series([operation, reason]).inc();
   }
 
   /** Reports `source`'s queue depth, in-flight attempts and circuit states at every scrape. */

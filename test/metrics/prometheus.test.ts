@@ -164,6 +164,7 @@ describe('prometheusMetrics: exposition', () => {
       'breakwater_requests_total counter',
       'breakwater_retries_total counter',
       'breakwater_retry_budget_exhausted_total counter',
+      'breakwater_store_errors_total counter',
       'breakwater_timeouts_total counter',
     ]);
     // Nothing happened yet: no series at all, only HELP and TYPE.
