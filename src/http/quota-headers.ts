@@ -71,7 +71,7 @@ function fromRemaining(
   const seconds = Number(value[1]);
   if (epochAllowed && seconds >= EPOCH_SECONDS_FROM) {
     const ms = seconds * 1000 - nowMs;
-    return { pauseMs: ms > 0 ? ms : 0, exhausted: true };
+    return { pauseMs: Math.max(ms, 0), exhausted: true };
   }
   return { pauseMs: seconds * 1000, exhausted: true };
 }

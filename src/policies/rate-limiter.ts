@@ -148,7 +148,7 @@ export class RateLimiter {
     if (now <= at) return;
     if (at !== Number.NEGATIVE_INFINITY) {
       const tokens = this.#tokens + (now - at) / this.interval;
-      this.#tokens = tokens > this.burst ? this.burst : tokens;
+      this.#tokens = Math.min(tokens, this.burst);
     }
     this.#at = now;
   }
