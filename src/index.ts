@@ -29,6 +29,7 @@ export {
   TimeoutError,
   type TimeoutScope,
 } from './errors.js';
+export type { CircuitBroadcast, FleetStore, RateGrant, StoreErrorEvent } from './fleet/store.js';
 export type { Disposable } from './internal/event.js';
 export {
   type MetricsRegistry,

@@ -8,6 +8,8 @@ import { type KeyFunction, Runtime } from './dispatch/runtime.js';
 import type { DispatchFn, DispatchOptions } from './dispatch/types.js';
 import type { CircuitState } from './errors.js';
 import { InvalidOptionError } from './errors.js';
+import type { FleetStore } from './fleet/store.js';
+import { StoreLink } from './fleet/store-link.js';
 import { policyNow } from './internal/clock.js';
 import type { Disposable } from './internal/event.js';
 import { knownKeys, optionalFunction, optionalObject } from './internal/validate.js';
@@ -26,6 +28,13 @@ export interface PipelineOptions {
    * @default the request's origin, `scheme://host[:port]` as undici passes it
    */
   key?: (opts: DispatchOptions) => string;
+  /**
+   * A store shared by a fleet of processes, e.g. `redisStore()` from `breakwater/redis`: the
+   * pipeline's rate limits and circuit breakers then hold across every process that uses it.
+   * When it fails or is slower than its timeout, the pipeline uses its local state.
+   * @default none: every limit and breaker is this process's own
+   */
+  store?: FleetStore;
 }
 
 /** One key's live state, as `health()` reports it. */
@@ -71,7 +80,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
       );
   });
   const o = optionalObject('pipeline', options);
-  knownKeys('pipeline', o, ['metrics', 'key']);
+  knownKeys('pipeline', o, ['metrics', 'key', 'store']);
   const key = optionalFunction<KeyFunction>('pipeline.key', o?.key);
   const metrics = o?.metrics as PipelineObserver | undefined;
   if (
@@ -84,8 +93,20 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
       metrics,
     );
   }
+  const store = o?.store as FleetStore | undefined;
+  if (
+    store !== undefined &&
+    (store === null || typeof store !== 'object' || typeof store.acquireRate !== 'function')
+  ) {
+    throw new InvalidOptionError(
+      'pipeline.store',
+      "a fleet store such as redisStore() from 'breakwater/redis'",
+      store,
+    );
+  }
   const frozen = Object.freeze([...stages]);
-  const plan = compilePlan(frozen);
+  const link = store === undefined ? null : new StoreLink(store, metrics);
+  const plan = compilePlan(frozen, link);
   const runtimes = new Set<Runtime>();
   const subscriptions: Disposable[] = [];
 

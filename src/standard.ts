@@ -57,6 +57,7 @@ const PRESET_KEYS = [
   'attemptTimeout',
   'metrics',
   'key',
+  'store',
 ];
 
 /**
@@ -86,7 +87,7 @@ export function standardPipeline(options: StandardPipelineOptions = {}): Resilie
   if (options.bulkhead !== false)
     stages.push(bulkhead({ maxConcurrent: 64, maxQueue: 1024, ...(options.bulkhead ?? {}) }));
   if (attempt !== false) stages.push(timeout(attempt.ms, { until: attempt.until }));
-  return pipeline(stages, { metrics: options.metrics, key: options.key });
+  return pipeline(stages, { metrics: options.metrics, key: options.key, store: options.store });
 }
 
 function presetTimeout(

@@ -2,6 +2,7 @@
 // the retry stage, the attempt policy, and the steps after it.
 
 import { InvalidOptionError } from '../errors.js';
+import type { StoreLink } from '../fleet/store-link.js';
 import { DeadlineQueue } from '../internal/deadline-queue.js';
 import { BulkheadStage } from '../policies/bulkhead.js';
 import { CircuitBreakerStage } from '../policies/circuit-breaker.js';
@@ -55,15 +56,20 @@ export function isStage(value: unknown): value is Stage {
   );
 }
 
-/** Compiles validated stages (outermost first) into a plan; two retry stages are refused. */
-export function compilePlan(stages: readonly Stage[]): Plan {
+/**
+ * Compiles validated stages (outermost first) into a plan; two retry stages are refused. With a
+ * fleet store, rate limits and circuit breakers share their state through it.
+ */
+export function compilePlan(stages: readonly Stage[], store: StoreLink | null = null): Plan {
   const retryIndex = stages.findIndex((s) => s instanceof RetryStage);
   const second = stages.findIndex((s, i) => i > retryIndex && s instanceof RetryStage);
   if (retryIndex !== -1 && second !== -1) {
     throw new InvalidOptionError(`stages[${second}]`, 'at most one retry stage per pipeline', 'a second one');
   }
   const retry = retryIndex === -1 ? null : (stages[retryIndex] as RetryStage);
-  const before = (retryIndex === -1 ? stages : stages.slice(0, retryIndex)).map((s) => toStep(s, 'total'));
+  const before = (retryIndex === -1 ? stages : stages.slice(0, retryIndex)).map((s) =>
+    toStep(s, 'total', store),
+  );
   const total = before[0]?.kind === 'timeout' ? before[0] : null;
   const rest = total === null ? before : before.slice(1);
   if (retry === null) {
@@ -81,12 +87,12 @@ export function compilePlan(stages: readonly Stage[]): Plan {
     total,
     requestSteps: rest,
     retry,
-    attemptSteps: stages.slice(retryIndex + 1).map((s) => toStep(s, 'attempt')),
+    attemptSteps: stages.slice(retryIndex + 1).map((s) => toStep(s, 'attempt', store)),
     failureStatus: retry.retryableStatus,
   };
 }
 
-function toStep(stage: Stage, scope: 'total' | 'attempt'): Step {
+function toStep(stage: Stage, scope: 'total' | 'attempt', store: StoreLink | null): Step {
   if (stage instanceof TimeoutStage) {
     return {
       kind: 'timeout',
@@ -98,7 +104,7 @@ function toStep(stage: Stage, scope: 'total' | 'attempt'): Step {
   }
   if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage) };
   if (stage instanceof BulkheadStage) return { kind: 'gate', gate: new BulkheadGate(stage) };
-  if (stage instanceof RateLimitStage) return { kind: 'gate', gate: new RateLimitGate(stage) };
+  if (stage instanceof RateLimitStage) return { kind: 'gate', gate: new RateLimitGate(stage, store) };
   return { kind: 'gate', gate: (stage as GateStage).gate };
 }
 

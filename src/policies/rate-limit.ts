@@ -43,6 +43,12 @@ export class KeyLimit {
   readonly limiter: RateLimiter;
   /** Armed while anyone waits, for when the head of the queue is due. */
   timer: NodeJS.Timeout | null = null;
+  /** Tokens a fleet store granted beyond those asked for, used without a round trip. */
+  leased = 0;
+  /** Monotonic ms after which leased tokens are stale and dropped. */
+  leaseUntil = 0;
+  /** Waiters that arrived in this tick, to ask a fleet store for together; null when none. */
+  batch: unknown[] | null = null;
 
   constructor(limiter: RateLimiter) {
     this.limiter = limiter;

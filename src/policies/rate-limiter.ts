@@ -22,6 +22,8 @@ export type RateAdmission = 'admitted' | 'queued' | 'refused';
 
 /** Rounding in the refill must not keep a due waiter waiting for a millionth of a token. */
 const EPSILON = 1e-9;
+/** A timer that fires this little before a waiter's turn (clocks round differently) still admits it. */
+const EARLY_MS = 0.5;
 
 export class RateLimiter {
   /** Milliseconds per token. */
@@ -32,6 +34,8 @@ export class RateLimiter {
   /** When `#tokens` was counted; in the future while paused (nothing refills before it). */
   #at = Number.NEGATIVE_INFINITY;
   readonly #queue = new LinkedQueue<RateWaiter>();
+  /** When a token was last taken. */
+  #lastTaken = Number.NEGATIVE_INFINITY;
 
   constructor(perSecond: number, burst: number) {
     this.interval = 1000 / perSecond;
@@ -52,6 +56,7 @@ export class RateLimiter {
     this.#refill(now);
     if (this.#queue.length === 0 && now >= this.#at && this.#tokens >= 1 - EPSILON) {
       this.#tokens -= 1;
+      this.#lastTaken = now;
       return 'admitted';
     }
     if (this.#waitFor(this.#queue.length + 1, now) > maxWait) return 'refused';
@@ -64,6 +69,7 @@ export class RateLimiter {
     this.#refill(now);
     if (this.#queue.length === 0 && now >= this.#at && this.#tokens >= 1 - EPSILON) {
       this.#tokens -= 1;
+      this.#lastTaken = now;
       return true;
     }
     return false;
@@ -79,7 +85,7 @@ export class RateLimiter {
   headWait(now: number): number {
     if (this.#queue.length === 0) return 0;
     this.#refill(now);
-    return this.#waitFor(1, now);
+    return this.#headWait(now);
   }
 
   /** Removes a waiter that no longer wants its token (its caller aborted or its deadline passed). */
@@ -88,18 +94,26 @@ export class RateLimiter {
   }
 
   /**
-   * Admits the waiters whose tokens have come, in order. Returns the milliseconds until the next
-   * one is due, or -1 when nobody waits.
+   * Admits the waiter whose token has come. Returns the milliseconds until the next one is due, or
+   * -1 when nobody waits.
+   *
+   * Waiters leave about one interval apart, even when the timer fired late and several tokens
+   * accrued meanwhile: a stalled event loop must not turn into a burst on the wire. What a stall
+   * delays is sent later, never in a bunch.
    */
   drain(now: number): number {
     this.#refill(now);
     const queue = this.#queue;
-    while (queue.length > 0 && now >= this.#at && this.#tokens >= 1 - EPSILON) {
+    if (queue.length > 0 && this.#headWait(now) <= EARLY_MS) {
       this.#tokens -= 1;
+      // Its slot: one interval after the last when the timer was a little late, so lateness
+      // costs no throughput; now when the loop stalled, so nothing catches up in a bunch.
+      const slot = this.#lastTaken + this.interval;
+      this.#lastTaken = now - slot > this.interval / 2 ? now : slot;
       // Out of the queue before it is admitted: admitting may start a request at once.
       queue.shift()!.admit();
     }
-    return queue.length === 0 ? -1 : this.#waitFor(1, now);
+    return queue.length === 0 ? -1 : this.#headWait(now);
   }
 
   /**
@@ -130,6 +144,13 @@ export class RateLimiter {
   isIdle(now: number): boolean {
     this.#refill(now);
     return this.#queue.length === 0 && now >= this.#at && this.#tokens >= this.burst - EPSILON;
+  }
+
+  /** The head's wait: its token, and one interval since the last token was taken. */
+  #headWait(now: number): number {
+    const token = this.#waitFor(1, now);
+    const spacing = this.#lastTaken + this.interval - now;
+    return Math.max(token, spacing);
   }
 
   /**
