@@ -8,7 +8,7 @@ import { type KeyFunction, Runtime } from './dispatch/runtime.js';
 import type { DispatchFn, DispatchOptions } from './dispatch/types.js';
 import type { CircuitState } from './errors.js';
 import { InvalidOptionError } from './errors.js';
-import type { FleetStore } from './fleet/store.js';
+import type { CircuitBroadcast, FleetStore } from './fleet/store.js';
 import { StoreLink } from './fleet/store-link.js';
 import { policyNow } from './internal/clock.js';
 import type { Disposable } from './internal/event.js';
@@ -134,6 +134,9 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
       },
     },
   });
+  if (link !== null && frozen.some((s) => s instanceof CircuitBreakerStage)) {
+    subscriptions.push(link.store.subscribeCircuit((message) => applyBroadcast(frozen, link, message)));
+  }
   if (metrics !== undefined) {
     metrics.attach({ snapshot: () => snapshot(frozen, key !== undefined) });
     // Transitions are counted from the stage's own events, so the ones made by hand (isolate,
@@ -153,6 +156,21 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     }
   }
   return interceptor;
+}
+
+/** Another process opened or closed a circuit: this pipeline's breakers for that key follow. */
+function applyBroadcast(stages: readonly Stage[], link: StoreLink, message: CircuitBroadcast): void {
+  if (message.sender === link.id) return;
+  const retryAfterMs = Number(message.retryAfterMs);
+  const reopenCount = Number(message.reopenCount);
+  if (message.state === 'open' && !(Number.isFinite(retryAfterMs) && Number.isInteger(reopenCount))) return;
+  for (const stage of stages) {
+    if (!(stage instanceof CircuitBreakerStage)) continue;
+    const breaker = stage.breakers.get(message.key);
+    if (message.state === 'open')
+      breaker.openFromFleet(policyNow(), Math.max(0, retryAfterMs), Math.max(0, reopenCount));
+    else breaker.closeFromFleet();
+  }
 }
 
 /** The runtime behind a dispatch function made by a pipeline interceptor (for `resilient()`). */

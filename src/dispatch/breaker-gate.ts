@@ -1,6 +1,7 @@
 import { CircuitOpenError } from '../errors.js';
-import { policyNow, policyTime } from '../internal/clock.js';
-import type { Admitted } from '../policies/breaker-state.js';
+import type { StoreLink } from '../fleet/store-link.js';
+import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
+import type { Admitted, BreakerState } from '../policies/breaker-state.js';
 import type { CircuitBreakerStage } from '../policies/circuit-breaker.js';
 import { channels, type RejectedMessage } from '../telemetry/channels.js';
 import type { Gate } from './gate.js';
@@ -11,12 +12,22 @@ import type { Passage } from './passage.js';
  * A circuit breaker stage as a gate: per key, an attempt is refused at once while the circuit is
  * open (no socket touched) and admitted otherwise; its outcome is recorded exactly once, at the
  * response headers or at its ending. An ending that is nobody's verdict only gives back a probe.
+ *
+ * With a fleet store, what this process's counting decides is told to every process: an opening
+ * (with the wait before a probe) and a probe's success. A half-open probe first takes the fleet's
+ * probe lock, so one probe at a time goes to the upstream from the whole fleet; a process that
+ * does not get it refuses, as it would with its own probe slot taken. When the store fails, the
+ * probe goes on this process's word alone.
  */
-export class BreakerGate implements Gate<Admitted> {
+export class BreakerGate implements Gate<Admitted | HeldProbe> {
   readonly #stage: CircuitBreakerStage;
+  readonly #store: StoreLink | null;
+  /** Per key: monotonic ms until which another process holds the probe lock. */
+  readonly #lockedElsewhere = new Map<string, number>();
 
-  constructor(stage: CircuitBreakerStage) {
+  constructor(stage: CircuitBreakerStage, store: StoreLink | null = null) {
     this.#stage = stage;
+    this.#store = store;
   }
 
   enter(ticket: Passage): void {
@@ -27,16 +38,41 @@ export class BreakerGate implements Gate<Admitted> {
       ticket.refuse(HEDGE_DECLINED);
       return;
     }
-    if (admission.admitted) {
+    if (!admission.admitted) {
+      rejected(ticket);
+      ticket.refuse(new CircuitOpenError(ticket.key, admission.state, admission.retryAfterMs));
+      return;
+    }
+    const store = this.#store;
+    if (!admission.probe || store === null) {
       ticket.admit(admission);
       return;
     }
-    rejected(ticket);
-    ticket.refuse(new CircuitOpenError(ticket.key, admission.state, admission.retryAfterMs));
+    const busyFor = (this.#lockedElsewhere.get(ticket.key) ?? 0) - ticket.time;
+    if (busyFor > 0) {
+      admission.breaker.releaseProbe(true);
+      rejected(ticket);
+      ticket.refuse(new CircuitOpenError(ticket.key, 'half_open', busyFor));
+      return;
+    }
+    if (!store.usable('lock')) {
+      ticket.admit(admission);
+      return;
+    }
+    const held = new HeldProbe(admission);
+    ticket.wait(held);
+    const key = ticket.key;
+    const lockMs = this.#stage.options.halfOpenAfter.initial;
+    store.run(
+      'lock',
+      () => store.store.lockProbe(key, store.id, lockMs),
+      (left) => this.#locked(ticket, held, left),
+    );
   }
 
   /** Leaving a queue, a request meets the circuit as it is now, not as it was when it queued. */
-  recheck(ticket: Passage, admission: Admitted): Error | undefined {
+  recheck(ticket: Passage, permit: Admitted | HeldProbe): Error | undefined {
+    const admission = permit instanceof HeldProbe ? permit.admission : permit;
     const breaker = admission.breaker;
     if (admission.probe || breaker.state === 'closed') return undefined;
     rejected(ticket);
@@ -44,20 +80,91 @@ export class BreakerGate implements Gate<Admitted> {
     return new CircuitOpenError(ticket.key, state, breaker.retryAfterMs(policyNow()));
   }
 
-  response(ticket: Passage, admission: Admitted): void {
-    const now = policyTime(ticket.time);
-    if (ticket.outcome === 'failure') admission.breaker.recordFailure(now, admission.probe);
-    else admission.breaker.recordSuccess(now, admission.probe);
+  cancel(_ticket: Passage, permit: Admitted | HeldProbe): void {
+    if (!(permit instanceof HeldProbe)) return;
+    // A lock taken for a probe that never went is given back when it arrives (#locked).
+    permit.cancelled = true;
+    permit.admission.breaker.releaseProbe(true);
   }
 
-  exit(ticket: Passage, admission: Admitted): void {
+  response(ticket: Passage, permit: Admitted | HeldProbe): void {
+    const admission = permit instanceof HeldProbe ? permit.admission : permit;
+    const breaker = admission.breaker;
+    const before = breaker.state;
+    const now = policyTime(ticket.time);
+    if (ticket.outcome === 'failure') breaker.recordFailure(now, admission.probe);
+    else breaker.recordSuccess(now, admission.probe);
+    this.#tell(ticket.key, breaker, before, now, permit);
+  }
+
+  exit(ticket: Passage, permit: Admitted | HeldProbe): void {
+    const admission = permit instanceof HeldProbe ? permit.admission : permit;
+    const breaker = admission.breaker;
     // A response was recorded when its headers came.
     if (ticket.statusCode < 200) {
-      if (ticket.outcome === 'failure') admission.breaker.recordFailure(policyNow(), admission.probe);
-      else admission.breaker.releaseProbe(admission.probe);
+      const before = breaker.state;
+      const now = policyNow();
+      if (ticket.outcome === 'failure') breaker.recordFailure(now, admission.probe);
+      else breaker.releaseProbe(admission.probe);
+      this.#tell(ticket.key, breaker, before, now, permit);
     }
     const breakers = this.#stage.breakers;
     if (breakers.oversized) breakers.trim();
+  }
+
+  /** The store's answer to a probe's lock: go, refuse (another process probes), or go alone. */
+  #locked(ticket: Passage, held: HeldProbe, left: number | undefined): void {
+    if (held.cancelled) {
+      if (left === -1) this.#unlock(ticket.key);
+      return;
+    }
+    if (left === undefined || left === -1) {
+      held.locked = left === -1;
+      ticket.admit();
+      return;
+    }
+    this.#lockedElsewhere.set(ticket.key, monotonicNow() + left);
+    held.admission.breaker.releaseProbe(true);
+    rejected(ticket);
+    ticket.refuse(new CircuitOpenError(ticket.key, 'half_open', left));
+  }
+
+  /** Tells the fleet what this process's counting just decided, and gives back a probe's lock. */
+  #tell(key: string, breaker: BreakerState, before: string, now: number, permit: Admitted | HeldProbe): void {
+    const store = this.#store;
+    if (store === null) return;
+    if (permit instanceof HeldProbe && permit.locked) {
+      permit.locked = false;
+      this.#unlock(key);
+    }
+    const after = breaker.state;
+    if (after === before || (after !== 'open' && after !== 'closed')) return;
+    if (after === 'closed') this.#lockedElsewhere.delete(key);
+    const message = {
+      sender: store.id,
+      key,
+      state: after,
+      retryAfterMs: after === 'open' ? breaker.retryAfterMs(now) : 0,
+      reopenCount: breaker.reopenCount,
+    } as const;
+    store.send('publish', () => store.store.publishCircuit(message));
+  }
+
+  #unlock(key: string): void {
+    const store = this.#store!;
+    store.send('unlock', () => store.store.unlockProbe(key, store.id));
+  }
+}
+
+/** A half-open probe waiting for the fleet's probe lock. */
+class HeldProbe {
+  readonly admission: Admitted;
+  cancelled = false;
+  /** This process holds the lock: it is given back when the probe reports. */
+  locked = false;
+
+  constructor(admission: Admitted) {
+    this.admission = admission;
   }
 }
 

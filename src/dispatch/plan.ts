@@ -102,7 +102,7 @@ function toStep(stage: Stage, scope: 'total' | 'attempt', store: StoreLink | nul
       queue: new DeadlineQueue(stage.ms),
     };
   }
-  if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage) };
+  if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage, store) };
   if (stage instanceof BulkheadStage) return { kind: 'gate', gate: new BulkheadGate(stage) };
   if (stage instanceof RateLimitStage) return { kind: 'gate', gate: new RateLimitGate(stage, store) };
   return { kind: 'gate', gate: (stage as GateStage).gate };

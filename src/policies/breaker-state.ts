@@ -187,6 +187,36 @@ export class BreakerState {
     if (probe) this.#freeProbeSlot();
   }
 
+  /** Failed probes in a row since the breaker last closed. */
+  get reopenCount(): number {
+    return this.#reopenCount;
+  }
+
+  /**
+   * Another process of the fleet opened this key's circuit: open it here too until its probe is
+   * due in `retryAfterMs`, with that process's count of failed probes so the next wait grows alike.
+   * An isolated breaker stays as it is. Local counting starts again afterwards.
+   */
+  openFromFleet(now: number, retryAfterMs: number, reopenCount: number): void {
+    if (this.#isolated) return;
+    this.#openedAt = now;
+    this.#probeAt = now + retryAfterMs;
+    this.#reopenCount = reopenCount;
+    this.#clearCounters();
+    if (this.#state !== 'open') this.#transition('open');
+  }
+
+  /**
+   * Another process's probe succeeded: close here too. Probes still running here keep their slots
+   * until they report; an isolated breaker stays open.
+   */
+  closeFromFleet(): void {
+    if (this.#isolated || this.#state === 'closed') return;
+    this.#reopenCount = 0;
+    this.#clearCounters();
+    this.#transition('closed');
+  }
+
   /** Forces the breaker open, refusing every attempt and never probing, until `reset()`. */
   isolate(now: number): void {
     this.#isolated = true;

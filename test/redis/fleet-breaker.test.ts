@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Agent, request } from 'undici';
+import { CircuitOpenError, circuitBreaker, pipeline, resilient } from '../../src/index.js';
+import { redisStore } from '../../src/redis/index.js';
+import { runScript } from '../helpers/child.js';
+import { type RedisServer, skipUnlessRedis, startRedis } from '../helpers/redis-server.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+const skip = skipUnlessRedis();
+
+async function until(check: () => boolean, ms: number): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check() && performance.now() < end) await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('fleet circuit breaker', { skip }, () => {
+  let redis: RedisServer;
+  let upstream: Upstream;
+  before(async () => {
+    redis = await startRedis();
+    upstream = await startUpstream({ kind: 'respond', status: 503 });
+  });
+  after(async () => {
+    await upstream?.close();
+    await redis?.stop();
+  });
+
+  test('an opening in one pipeline opens the others at once; one probe for all; its success closes all', async (t) => {
+    const store = redisStore({ url: redis.url, prefix: 'bw-breaker:' });
+    t.after(() => store.close());
+    await store.ready();
+    upstream.setScript({ kind: 'respond', status: 503 });
+    upstream.reset();
+    const stageA = circuitBreaker({ consecutiveFailures: 3, failureRatio: false, halfOpenAfter: 400 });
+    const stageB = circuitBreaker({ consecutiveFailures: 3, failureRatio: false, halfOpenAfter: 400 });
+    const a = resilient(new Agent(), pipeline([stageA], { store }));
+    const b = resilient(new Agent(), pipeline([stageB], { store }));
+    t.after(() => Promise.all([a.close(), b.close()]));
+    // The subscriber connection comes up in the background.
+    await new Promise((r) => setTimeout(r, 200));
+    const send = (dispatcher: typeof a) =>
+      request(upstream.url('/'), { dispatcher }).then(
+        async (r) => {
+          await r.body.text();
+          return r.statusCode;
+        },
+        (e: unknown) => e,
+      );
+    for (let i = 0; i < 3; i++) assert.equal(await send(a), 503);
+    assert.equal(stageA.state(upstream.origin), 'open');
+    await until(() => stageB.state(upstream.origin) === 'open', 1_000);
+    assert.equal(stageB.state(upstream.origin), 'open', 'B heard of the opening');
+    const refused = await send(b);
+    assert.ok(refused instanceof CircuitOpenError);
+    assert.equal(upstream.count(), 3);
+
+    // Half-open: both want to probe at once; one lock, one probe reaches the upstream.
+    upstream.setScript({ kind: 'respond', status: 200, body: 'ok', delayMs: 100 });
+    await new Promise((r) => setTimeout(r, 450));
+    const [ra, rb] = await Promise.all([send(a), send(b)]);
+    const answers = [ra, rb];
+    assert.equal(upstream.count(), 4, `answers ${String(ra)} / ${String(rb)}`);
+    assert.equal(answers.filter((x) => x === 200).length, 1);
+    assert.equal(answers.filter((x) => x instanceof CircuitOpenError).length, 1);
+    await until(
+      () => stageA.state(upstream.origin) === 'closed' && stageB.state(upstream.origin) === 'closed',
+      1_000,
+    );
+    assert.equal(stageA.state(upstream.origin), 'closed');
+    assert.equal(stageB.state(upstream.origin), 'closed');
+    assert.equal(await send(b), 200);
+  });
+
+  test('3 processes, an upstream down for 3 s: with the store one process opens them all and one probe goes per period; without, each finds out alone', async (t) => {
+    const threshold = 5;
+    const halfOpenAfter = 500;
+    const outageMs = 3_000;
+    const run = async (redisUrl: string, prefix: string) => {
+      let outageStart = Number.POSITIVE_INFINITY;
+      let outageEnd = Number.POSITIVE_INFINITY;
+      let hits = 0;
+      upstream.setScript(() => {
+        const now = Date.now();
+        if (now >= outageStart && now < outageEnd) {
+          hits++;
+          return { kind: 'respond', status: 503 };
+        }
+        return { kind: 'respond', status: 200, body: 'ok' };
+      });
+      const startAt = Date.now() + 4_000;
+      outageStart = startAt + 500;
+      outageEnd = outageStart + outageMs;
+      // One busy process, two quiet ones: the busy one finds the outage first.
+      const workers = [
+        { pauseMs: 10, concurrency: 2 },
+        { pauseMs: 150, concurrency: 1 },
+        { pauseMs: 150, concurrency: 1 },
+      ];
+      const runs = await Promise.all(
+        workers.map((w) =>
+          runScript(
+            'test/fixtures/fleet-worker.ts',
+            [
+              'breaker',
+              upstream.url('/'),
+              redisUrl,
+              String(startAt),
+              JSON.stringify({
+                consecutiveFailures: threshold,
+                halfOpenAfter,
+                durationMs: 500 + outageMs + 1_500,
+                prefix,
+                ...w,
+              }),
+            ],
+            60_000,
+          ),
+        ),
+      );
+      const results = runs.map((r) => {
+        assert.equal(r.code, 0, r.stderr);
+        return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+          transitions: Array<{ to: string; at: number }>;
+          state: string;
+          unhandled: string[];
+        };
+      });
+      for (const r of results) {
+        assert.deepEqual(r.unhandled, []);
+        assert.equal(r.state, 'closed');
+      }
+      // Every process closed within one probe period of the recovery (and a little for the probe).
+      const closedAfter = results.map(
+        (r) => r.transitions.filter((x) => x.to === 'closed').at(-1)!.at - outageEnd,
+      );
+      return { hits, closedAfter };
+    };
+    const shared = await run(redis.url, 'bw-fleet-breaker:');
+    const alone = await run('none', '');
+    t.diagnostic(`upstream hits during the outage: ${shared.hits} with the store, ${alone.hits} without`);
+    t.diagnostic(
+      `closed after recovery (ms): with ${shared.closedAfter.join(', ')}; without ${alone.closedAfter.join(', ')}`,
+    );
+    const probes = Math.ceil(outageMs / halfOpenAfter) + 1;
+    // In flight when the opening is heard: the busy process's two, one each for the quiet ones.
+    const inFlight = 2 + 2;
+    assert.ok(shared.hits <= threshold + inFlight + probes, `with the store: ${shared.hits} hits`);
+    assert.ok(alone.hits >= 3 * threshold, `without the store: ${alone.hits} hits`);
+    assert.ok(alone.hits > 1.5 * shared.hits, `without ${alone.hits}, with ${shared.hits}`);
+    for (const ms of shared.closedAfter)
+      assert.ok(ms <= halfOpenAfter + 300, `a process closed ${ms} ms after recovery`);
+  });
+});
