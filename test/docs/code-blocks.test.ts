@@ -47,7 +47,14 @@ function typecheck(
     join(dir, 'tsconfig.json'),
     JSON.stringify({
       extends: join(ROOT, 'tsconfig.json'),
-      compilerOptions: { noEmit: true, baseUrl: '.', paths: { breakwater: [join(ROOT, 'src/index.ts')] } },
+      compilerOptions: {
+        noEmit: true,
+        baseUrl: '.',
+        paths: {
+          breakwater: [join(ROOT, 'src/index.ts')],
+          'breakwater/redis': [join(ROOT, 'src/redis/index.ts')],
+        },
+      },
       include: ['*.ts'],
     }),
   );
