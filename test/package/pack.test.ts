@@ -128,11 +128,12 @@ describe('the packed tarball', () => {
     });
   });
 
-  test('only the entry points in "exports" can be imported', async () => {
+  test('only the entry points in "exports" can be imported: the main one and breakwater/redis', async () => {
     const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
     assert.deepEqual(await node(scratch, 'exports.mjs'), {
       deepImport: 'ERR_PACKAGE_PATH_NOT_EXPORTED',
       packageJson: version,
+      redisEntry: 'function',
     });
   });
 
@@ -219,7 +220,8 @@ import { createRequire } from 'node:module';
 let deepImport = 'imported';
 try { await import('breakwater/dist/index.js'); } catch (e) { deepImport = e.code; }
 const packageJson = createRequire(import.meta.url)('breakwater/package.json').version;
-console.log(JSON.stringify({ deepImport, packageJson }));
+const { redisStore } = await import('breakwater/redis');
+console.log(JSON.stringify({ deepImport, packageJson, redisEntry: typeof redisStore }));
 `,
   'no-metrics.mjs': `${SERVER}
 import { Agent, request } from 'undici';
