@@ -4,7 +4,7 @@ import type { StoreLink } from '../fleet/store-link.js';
 import { quotaSignal } from '../http/quota-headers.js';
 import { monotonicNow } from '../internal/clock.js';
 import type { QueueNode } from '../internal/linked-queue.js';
-import type { KeyLimit, RateLimitStage } from '../policies/rate-limit.js';
+import type { KeyLimit, RateLimitStage, ScheduledWaiter } from '../policies/rate-limit.js';
 import type { RateWaiter } from '../policies/rate-limiter.js';
 import { channels, type RejectedMessage } from '../telemetry/channels.js';
 import type { Gate } from './gate.js';
@@ -69,11 +69,13 @@ export class RateLimitGate implements Gate<KeyLimit | WaitingTicket> {
   cancel(_ticket: Passage, waiter: KeyLimit | WaitingTicket): void {
     if (!(waiter instanceof WaitingTicket)) return;
     waiter.cancelled = true;
-    if (waiter.timer !== null) {
-      clearTimeout(waiter.timer);
-      waiter.timer = null;
-    }
     const limit = waiter.limit;
+    if (waiter.scheduled) {
+      waiter.scheduled = false;
+      limit.scheduled.remove(waiter);
+      if (limit.scheduled.length === 0) unschedule(limit);
+      return;
+    }
     limit.limiter.leave(waiter);
     if (limit.limiter.queued === 0 && limit.timer !== null) {
       clearTimeout(limit.timer);
@@ -145,15 +147,24 @@ export class RateLimitGate implements Gate<KeyLimit | WaitingTicket> {
       limit.leased = grant.granted - batch.length;
       limit.leaseUntil = monotonicNow() + LEASE_MS;
     }
+    const now = monotonicNow();
     for (let i = 0; i < batch.length; i++) {
       const waiter = batch[i]!;
       // A waiter that left wastes its token: it was reserved for it in the store.
       if (waiter.cancelled) continue;
       const wait = grant.baseMs + i * interval;
-      if (i >= grant.granted) refuse(waiter.ticket, grant.baseMs + grant.granted * interval);
-      else if (wait < 1) waiter.ticket.admit();
-      else waiter.timer = setTimeout(admitLater, wait, waiter);
+      if (i >= grant.granted) {
+        refuse(waiter.ticket, grant.baseMs + grant.granted * interval);
+      } else if (wait < 1 && limit.scheduled.length === 0) {
+        waiter.ticket.admit();
+      } else {
+        // Tokens of later batches come after those of earlier ones, so the queue stays in order.
+        waiter.dueAt = now + wait;
+        waiter.scheduled = true;
+        limit.scheduled.push(waiter);
+      }
     }
+    if (limit.scheduled.length > 0 && limit.scheduleTimer === null) schedule(limit, now);
   }
 
   /**
@@ -202,20 +213,54 @@ function fire(limit: KeyLimit): void {
   if (due >= 0 && limit.timer === null) arm(limit, due);
 }
 
-function admitLater(waiter: WaitingTicket): void {
-  waiter.timer = null;
-  if (!waiter.cancelled) waiter.ticket.admit();
+/** Arms the key's timer for the head of its scheduled waiters. Not unref'd: a request waits on it. */
+function schedule(limit: KeyLimit, now: number): void {
+  const head = limit.scheduled.peek();
+  if (head === null) return;
+  const ms = head.dueAt + limit.scheduleShift - now;
+  limit.scheduleTimer = setTimeout(fireScheduled, ms < 1 ? 1 : Math.ceil(ms), limit);
+}
+
+function unschedule(limit: KeyLimit): void {
+  if (limit.scheduleTimer !== null) clearTimeout(limit.scheduleTimer);
+  limit.scheduleTimer = null;
+  limit.scheduleShift = 0;
+}
+
+/**
+ * The head of a key's scheduled waiters is due: it goes, alone. When the timer fired well after
+ * its time (a stalled event loop), every later token of this process moves back by as much, so
+ * the spacing the store gave is kept and nothing catches up in a bunch.
+ */
+function fireScheduled(limit: KeyLimit): void {
+  limit.scheduleTimer = null;
+  const now = monotonicNow();
+  const head = limit.scheduled.peek();
+  if (head === null) return;
+  const late = now - (head.dueAt + limit.scheduleShift);
+  if (late < -0.5) {
+    schedule(limit, now);
+    return;
+  }
+  if (late > limit.limiter.interval / 2) limit.scheduleShift += late;
+  limit.scheduled.shift();
+  head.scheduled = false;
+  if (limit.scheduled.length === 0) unschedule(limit);
+  else schedule(limit, now);
+  head.admit();
 }
 
 /** A ticket waiting for a token: in the key's queue, or for the store's answer and the wait it gave. */
-class WaitingTicket implements RateWaiter {
+class WaitingTicket implements RateWaiter, ScheduledWaiter {
   queuePrev: QueueNode | null = null;
   queueNext: QueueNode | null = null;
   queued = false;
   readonly ticket: Passage;
   readonly limit: KeyLimit;
-  /** The wait the store gave, once it answered. */
-  timer: NodeJS.Timeout | null = null;
+  /** When the token a fleet store granted it is due (monotonic ms). */
+  dueAt = 0;
+  /** In its key's scheduled waiters (not the local bucket's queue). */
+  scheduled = false;
   cancelled = false;
 
   constructor(ticket: Passage, limit: KeyLimit) {

@@ -27,6 +27,11 @@ export class LinkedQueue<T extends QueueNode> {
     this.#length++;
   }
 
+  /** The first node, left in the queue. */
+  peek(): T | null {
+    return this.#head;
+  }
+
   shift(): T | null {
     const node = this.#head;
     if (node) this.remove(node);

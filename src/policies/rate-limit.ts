@@ -1,6 +1,7 @@
 import { InvalidOptionError } from '../errors.js';
 import { monotonicNow } from '../internal/clock.js';
 import { KeyedMap } from '../internal/keyed-map.js';
+import { LinkedQueue, type QueueNode } from '../internal/linked-queue.js';
 import { duration, knownKeys, optionalObject } from '../internal/validate.js';
 import { RateLimiter } from './rate-limiter.js';
 
@@ -38,6 +39,14 @@ export interface RateLimitOptions {
   maxKeys?: number;
 }
 
+/** A waiter whose token a fleet store granted for later: `dueAt` in monotonic ms. */
+export interface ScheduledWaiter extends QueueNode {
+  dueAt: number;
+  /** In `KeyLimit.scheduled`. */
+  scheduled: boolean;
+  admit(): void;
+}
+
 /** One key's limiter and the one timer that admits its waiters (the dispatch adapter's). */
 export class KeyLimit {
   readonly limiter: RateLimiter;
@@ -49,9 +58,20 @@ export class KeyLimit {
   leaseUntil = 0;
   /** Waiters that arrived in this tick, to ask a fleet store for together; null when none. */
   batch: unknown[] | null = null;
+  /** Waiters a fleet store granted a token later, in the order of their tokens (the adapter's). */
+  readonly scheduled = new LinkedQueue<ScheduledWaiter>();
+  /** Armed while `scheduled` holds anyone, for when its head is due. */
+  scheduleTimer: NodeJS.Timeout | null = null;
+  /** Milliseconds every scheduled token is moved back by, after the event loop stalled. */
+  scheduleShift = 0;
 
   constructor(limiter: RateLimiter) {
     this.limiter = limiter;
+  }
+
+  /** True when nothing waits here for a token: the key's state may be dropped. */
+  isIdle(now: number): boolean {
+    return this.scheduled.length === 0 && this.batch === null && this.limiter.isIdle(now);
   }
 }
 
@@ -92,7 +112,7 @@ export class RateLimitStage {
     this.limits = new KeyedMap(
       maxKeys,
       () => new KeyLimit(new RateLimiter(this.perSecond, this.burst)),
-      (limit) => limit.limiter.isIdle(monotonicNow()),
+      (limit) => limit.isIdle(monotonicNow()),
     );
   }
 }
