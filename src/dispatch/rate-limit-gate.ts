@@ -1,3 +1,5 @@
+// The rate limit stage as a gate, with or without a fleet store.
+
 import { RateLimitedError } from '../errors.js';
 import type { RateGrant } from '../fleet/store.js';
 import type { StoreLink } from '../fleet/store-link.js';

@@ -1,3 +1,6 @@
+// A pipeline's side of a fleet store: every call bounded by the store's timeout, and every fault
+// turned into "use the local state".
+
 import type { PipelineObserver } from '../dispatch/observer.js';
 import { monotonicNow } from '../internal/clock.js';
 import type { FleetStore, StoreErrorEvent } from './store.js';

@@ -1,3 +1,7 @@
+// The rate limit stage: its options and the per-key state (the token bucket, and what the dispatch
+// adapter keeps beside it for a fleet store). The adapter is dispatch/rate-limit-gate.ts; the
+// bucket itself is rate-limiter.ts.
+
 import { InvalidOptionError } from '../errors.js';
 import { monotonicNow } from '../internal/clock.js';
 import { KeyedMap } from '../internal/keyed-map.js';

@@ -1,3 +1,5 @@
+// The Redis fleet store: its options, its connections, and the store operations on the scripts.
+
 import { InvalidOptionError } from '../errors.js';
 import type { CircuitBroadcast, FleetStore, RateGrant, StoreErrorEvent } from '../fleet/store.js';
 import { type Disposable, Event } from '../internal/event.js';
