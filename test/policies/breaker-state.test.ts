@@ -473,3 +473,40 @@ describe('BreakerState: admissions', () => {
     assert.equal(probe.breaker, b);
   });
 });
+
+describe('BreakerState: what the fleet tells it', () => {
+  test('openFromFleet opens for the given wait and failed-probe count; closeFromFleet closes', () => {
+    const { b, transitions } = breaker({ consecutiveFailures: 3, halfOpenAfter: { initial: 100, max: 800 } });
+    b.recordFailure(0, false);
+    b.openFromFleet(10, 250, 2);
+    assert.equal(b.state, 'open');
+    assert.equal(b.reopenCount, 2);
+    assert.equal(b.retryAfterMs(10), 250);
+    assert.equal(b.admit(259).admitted, false);
+    const probe = b.admit(260);
+    assert.ok(probe.admitted && probe.probe);
+    // The local count started again: the failure before the opening is forgotten.
+    b.closeFromFleet();
+    assert.equal(b.state, 'closed');
+    assert.equal(b.reopenCount, 0);
+    b.releaseProbe(true);
+    b.recordFailure(300, false);
+    b.recordFailure(301, false);
+    assert.equal(b.state, 'closed');
+    assert.deepEqual(transitions, ['open', 'half_open', 'closed']);
+  });
+
+  test('an isolated breaker ignores the fleet; a second opening only moves the probe time', () => {
+    const { b, transitions } = breaker({});
+    b.isolate(0);
+    b.openFromFleet(5, 10, 0);
+    b.closeFromFleet();
+    assert.equal(b.state, 'open');
+    assert.equal(b.retryAfterMs(5), Number.POSITIVE_INFINITY);
+    const other = breaker({}).b;
+    other.openFromFleet(0, 100, 0);
+    other.openFromFleet(50, 500, 1);
+    assert.equal(other.retryAfterMs(50), 500);
+    assert.deepEqual(transitions, ['open']);
+  });
+});
