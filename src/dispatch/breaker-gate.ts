@@ -24,6 +24,8 @@ export class BreakerGate implements Gate<Admitted | HeldProbe> {
   readonly #store: StoreLink | null;
   /** Per key: monotonic ms until which another process holds the probe lock. */
   readonly #lockedElsewhere = new Map<string, number>();
+  /** Breakers whose fleet state this gate has asked the store for (once each). */
+  readonly #asked = new WeakSet<BreakerState>();
 
   constructor(stage: CircuitBreakerStage, store: StoreLink | null = null) {
     this.#stage = stage;
@@ -31,7 +33,9 @@ export class BreakerGate implements Gate<Admitted | HeldProbe> {
   }
 
   enter(ticket: Passage): void {
-    const admission = this.#stage.breakers.get(ticket.key).admit(policyTime(ticket.time));
+    const breaker = this.#stage.breakers.get(ticket.key);
+    if (this.#store !== null && !this.#asked.has(breaker)) this.#ask(ticket.key, breaker);
+    const admission = breaker.admit(policyTime(ticket.time));
     if (ticket.hedge && (!admission.admitted || admission.probe)) {
       // A hedge never probes a half-open circuit, nor counts as refused by an open one.
       if (admission.admitted) admission.breaker.releaseProbe(true);
@@ -110,6 +114,29 @@ export class BreakerGate implements Gate<Admitted | HeldProbe> {
     }
     const breakers = this.#stage.breakers;
     if (breakers.oversized) breakers.trim();
+  }
+
+  /**
+   * A key this process meets for the first time may be open in the fleet already (an opening
+   * broadcast before this process listened): its breaker follows once the store answers. The
+   * requests sent meanwhile, within one round trip, go on what this process knows.
+   */
+  #ask(key: string, breaker: BreakerState): void {
+    this.#asked.add(breaker);
+    const store = this.#store!;
+    if (!store.usable('read')) return;
+    store.run(
+      'read',
+      () => store.store.readCircuit(key),
+      (message) => {
+        if (message === undefined || message === null || message.sender === store.id) return;
+        breaker.openFromFleet(
+          policyNow(),
+          Math.max(0, message.retryAfterMs),
+          Math.max(0, message.reopenCount),
+        );
+      },
+    );
   }
 
   /** The store's answer to a probe's lock: go, refuse (another process probes), or go alone. */

@@ -33,7 +33,7 @@ export interface CircuitBroadcast {
 
 /** One store call that failed or was too late; the pipeline then used its local state. */
 export interface StoreErrorEvent {
-  operation: 'rate' | 'pause' | 'lock' | 'unlock' | 'publish';
+  operation: 'rate' | 'pause' | 'lock' | 'unlock' | 'publish' | 'read';
   reason: 'timeout' | 'error' | 'unavailable';
   error?: Error;
 }
@@ -64,8 +64,13 @@ export interface FleetStore {
   lockProbe(key: string, owner: string, ms: number): Promise<number>;
   /** Gives back `key`'s probe lock if `owner` holds it. */
   unlockProbe(key: string, owner: string): Promise<void>;
-  /** Tells every process of a circuit's change. */
+  /**
+   * Tells every process of a circuit's change, and keeps an opening readable (until its probe is
+   * due) for processes that were not listening.
+   */
   publishCircuit(message: CircuitBroadcast): Promise<void>;
+  /** The opening in force for `key`, with `retryAfterMs` left, or null when none is. */
+  readCircuit(key: string): Promise<CircuitBroadcast | null>;
   /** Hears every process's circuit changes (its own included). */
   subscribeCircuit(listener: (message: CircuitBroadcast) => void): Disposable;
   /** Called by the pipeline when a call failed, was late, or the store was unavailable. */

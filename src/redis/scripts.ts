@@ -70,6 +70,25 @@ end
 return 1
 `);
 
+/**
+ * Publishes a circuit's change on ARGV[1] (the message, ARGV[2]) and keeps an opening in KEYS[1]
+ * for ARGV[4] ms (until its probe is due), so that a process that was not listening can read it;
+ * a closing deletes it.
+ */
+export const PUBLISH = script(`
+if ARGV[3] == 'open' then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', math.max(1, math.ceil(tonumber(ARGV[4]))))
+else
+  redis.call('DEL', KEYS[1])
+end
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
+`);
+
+/** The opening kept in KEYS[1], and how many ms it has left: { message or false, pttl }. */
+export const READ = script(`
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+`);
+
 /** Takes a probe lock for ARGV[2] ms as ARGV[1]: -1 when taken, else the ms it stays held. */
 export const LOCK = script(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end

@@ -4,7 +4,7 @@ import { InvalidOptionError } from '../errors.js';
 import type { CircuitBroadcast, FleetStore, RateGrant, StoreErrorEvent } from '../fleet/store.js';
 import { type Disposable, Event } from '../internal/event.js';
 import { duration, integer, knownKeys, optionalObject } from '../internal/validate.js';
-import { ACQUIRE, LOCK, PAUSE, type Script, UNLOCK } from './scripts.js';
+import { ACQUIRE, LOCK, PAUSE, PUBLISH, READ, type Script, UNLOCK } from './scripts.js';
 
 /**
  * The part of a node-redis client (`createClient()` from `redis`, v4 or later) the store uses:
@@ -159,7 +159,22 @@ export class RedisStore implements FleetStore {
   }
 
   async publishCircuit(message: CircuitBroadcast): Promise<void> {
-    await this.#commands!.sendCommand(['PUBLISH', `${this.prefix}circuit`, JSON.stringify(message)]);
+    await this.#eval(PUBLISH, `${this.prefix}circuit:${message.key}`, [
+      `${this.prefix}circuit`,
+      JSON.stringify(message),
+      message.state,
+      String(message.retryAfterMs),
+    ]);
+  }
+
+  async readCircuit(key: string): Promise<CircuitBroadcast | null> {
+    const [text, left] = (await this.#eval(READ, `${this.prefix}circuit:${key}`, [])) as [
+      string | null,
+      number,
+    ];
+    if (typeof text !== 'string' || !(Number(left) > 0)) return null;
+    const message = parseBroadcast(text);
+    return message === null || message.state !== 'open' ? null : { ...message, retryAfterMs: Number(left) };
   }
 
   subscribeCircuit(listener: (message: CircuitBroadcast) => void): Disposable {
@@ -211,15 +226,8 @@ export class RedisStore implements FleetStore {
     await subscriber.connect();
     // node-redis subscribes again by itself after a reconnection.
     await subscriber.subscribe(`${this.prefix}circuit`, (text: string) => {
-      let message: CircuitBroadcast;
-      try {
-        message = JSON.parse(text) as CircuitBroadcast;
-      } catch {
-        return;
-      }
-      if (typeof message?.key === 'string' && (message.state === 'open' || message.state === 'closed')) {
-        this.#onCircuit.emit(message);
-      }
+      const message = parseBroadcast(text);
+      if (message !== null) this.#onCircuit.emit(message);
     });
   }
 
@@ -234,6 +242,22 @@ export class RedisStore implements FleetStore {
       return client.sendCommand(['EVAL', script.source, '1', key, ...args]);
     }
   }
+}
+
+/** A broadcast read back from Redis, or null when it is not one. */
+function parseBroadcast(text: string): CircuitBroadcast | null {
+  let message: CircuitBroadcast;
+  try {
+    message = JSON.parse(text) as CircuitBroadcast;
+  } catch {
+    return null;
+  }
+  const ok =
+    typeof message?.key === 'string' &&
+    (message.state === 'open' || message.state === 'closed') &&
+    Number.isFinite(message.retryAfterMs) &&
+    Number.isInteger(message.reopenCount);
+  return ok ? message : null;
 }
 
 async function closeClient(client: RedisClientLike): Promise<void> {
