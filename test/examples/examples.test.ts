@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { runScript } from '../helpers/child.js';
-import { skipUnlessRedis, startRedis } from '../helpers/redis-server.js';
 
 // Every example in examples/ (the demo has its own test) runs as a user would run it — a child
 // process through tsx, its own local upstream — and must end by itself with exit code 0 and print
@@ -83,26 +82,5 @@ describe('examples', { concurrency: true }, () => {
       typeof out.waitedMs === 'number' && out.waitedMs >= 1_000 && out.waitedMs < 5_000,
       `Retry-After: 1 honoured (${out.waitedMs} ms)`,
     );
-  });
-  test('fleet: cluster workers share one quota through Redis; the upstream sees the fleet within it', {
-    skip: skipUnlessRedis(),
-  }, async () => {
-    const redis = await startRedis();
-    try {
-      const run = await runScript('examples/fleet.ts', ['--redis', redis.url], KILL_AFTER_MS);
-      assert.equal(run.code, 0, `fleet exited with 0 (stderr: ${run.stderr})`);
-      const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-      assert.equal(out.example, 'fleet');
-      assert.deepEqual(out.workerExitCodes, [0, 0, 0]);
-      assert.equal(out.upstreamRequests, 90);
-      // 30 a second and a burst of 5 for the fleet: 90 requests take about 3 s, not 1.
-      assert.ok(
-        (out.mostInOneSecond as number) <= 30 * 1.1 + 5,
-        `the upstream saw ${out.mostInOneSecond} in one second`,
-      );
-      assert.ok((out.seconds as number) >= 2.5, `the fleet took ${out.seconds} s`);
-    } finally {
-      await redis.stop();
-    }
   });
 });
