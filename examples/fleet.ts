@@ -8,6 +8,7 @@
 //   --redis <url>    the Redis server (default redis://127.0.0.1:6379)
 //   --workers <n>    workers to fork (default 3)
 //   --requests <n>   requests each worker sends (default 30)
+//   --timeout-ms <n> the store timeout (default 50, the library's)
 //   --no-store       the same without Redis: each worker keeps its own 30 a second
 import cluster from 'node:cluster';
 import { once } from 'node:events';
@@ -32,6 +33,7 @@ async function primary(): Promise<void> {
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
       workers: { type: 'string', default: '3' },
       requests: { type: 'string', default: '30' },
+      'timeout-ms': { type: 'string', default: '50' },
       'no-store': { type: 'boolean', default: false },
     },
   });
@@ -49,6 +51,7 @@ async function primary(): Promise<void> {
     FLEET_UPSTREAM: origin,
     FLEET_REDIS: values['no-store'] ? '' : values.redis,
     FLEET_REQUESTS: values.requests,
+    FLEET_TIMEOUT_MS: values['timeout-ms'],
   };
   const started = performance.now();
   const exits = Array.from({ length: workers }, () => once(cluster.fork(env), 'exit'));
@@ -71,7 +74,7 @@ async function primary(): Promise<void> {
 
 async function worker(): Promise<void> {
   const url = process.env.FLEET_REDIS;
-  const store = url ? redisStore({ url }) : undefined;
+  const store = url ? redisStore({ url, timeoutMs: Number(process.env.FLEET_TIMEOUT_MS) }) : undefined;
   await store?.ready();
   const dispatcher = resilient(
     new Agent(),

@@ -60,9 +60,14 @@ export class StoreLink {
     );
   }
 
-  /** Fire and forget: a call whose outcome changes nothing here (a pause, a broadcast, an unlock). */
+  /**
+   * Fire and forget: a call whose outcome changes nothing here (a pause, a broadcast, an unlock).
+   * It is sent during a rest too, as long as the store is connected: no request waits for it, and
+   * a broadcast lost to another call's slowness would leave the fleet uninformed.
+   */
   send(operation: StoreErrorEvent['operation'], call: () => Promise<unknown>): void {
-    if (this.usable(operation)) this.run(operation, call, ignore);
+    if (this.store.available) this.run(operation, call, ignore);
+    else this.#failed({ operation, reason: 'unavailable' });
   }
 
   /** @internal */

@@ -17,6 +17,7 @@ export interface RedisClientLike {
   connect(): Promise<unknown>;
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'ready', listener: () => void): unknown;
   close?(): Promise<unknown>;
   quit?(): Promise<unknown>;
 }
@@ -100,7 +101,10 @@ export class RedisStore implements FleetStore {
     this.#owned = client === undefined;
     this.#client = client ?? null;
     this.#ready = client === undefined ? this.#open(o.url as string) : Promise.resolve();
-    if (client !== undefined) this.#commands = client;
+    if (client !== undefined) {
+      this.#commands = client;
+      this.#loadScripts(client);
+    }
     // A store nobody awaits must not leave an unhandled rejection behind.
     this.#ready.catch(() => {});
   }
@@ -215,6 +219,22 @@ export class RedisStore implements FleetStore {
     this.#commands = client;
     if (this.#closed) return;
     await client.connect();
+    this.#loadScripts(client);
+  }
+
+  /**
+   * Loads the scripts into the server, so that the first admission is one round trip (EVALSHA)
+   * rather than two (EVALSHA, then EVAL on NOSCRIPT). Done again after every reconnection: a
+   * restarted server has forgotten them. Best effort: #eval falls back to EVAL anyway.
+   */
+  #loadScripts(client: RedisClientLike): void {
+    const load = (): void => {
+      for (const s of [ACQUIRE, PAUSE, LOCK, UNLOCK, PUBLISH, READ]) {
+        client.sendCommand(['SCRIPT', 'LOAD', s.source]).catch(() => {});
+      }
+    };
+    if (client.isReady) load();
+    client.on('ready', load);
   }
 
   async #subscribe(): Promise<void> {
