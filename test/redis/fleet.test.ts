@@ -7,7 +7,86 @@ import { runScript } from '../helpers/child.js';
 import { type RedisServer, skipUnlessRedis, startRedis } from '../helpers/redis-server.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
+// The fleet tests: several processes (child processes, or the example's cluster workers) sharing a
+// rate limit or a circuit breaker through a real Redis. They are in one file so that they run one
+// after another: each is heavy, and two at once on a small machine starve the processes whose
+// timing they measure.
+
 const skip = skipUnlessRedis();
+
+const PER_SECOND = 60;
+const BURST = 10;
+const WORKERS = 3;
+const EACH = 150;
+
+/** The most arrival times that fall in any window [t, t + ms). */
+function maxInWindow(times: readonly number[], ms: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let max = 0;
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[j]! <= sorted[i]! - ms) j++;
+    max = Math.max(max, i - j + 1);
+  }
+  return max;
+}
+
+interface QuotaRun {
+  ok: number;
+  failed: string[];
+  unhandled: string[];
+}
+
+describe('fleet quota: 3 processes share one rate limit through Redis', { skip }, () => {
+  let redis: RedisServer;
+  let upstream: Upstream;
+  before(async () => {
+    redis = await startRedis();
+    upstream = await startUpstream({ kind: 'respond', status: 200, body: 'ok' });
+  });
+  after(async () => {
+    await upstream?.close();
+    await redis?.stop();
+  });
+
+  /** Runs the fleet; resolves to the most requests the upstream saw in one second. */
+  async function fleet(redisUrl: string, prefix: string): Promise<number> {
+    upstream.reset();
+    // Every worker starts at the same wall-clock time, after all of them had time to load.
+    const startAt = Date.now() + 4_000;
+    const options = JSON.stringify({ perSecond: PER_SECOND, burst: BURST, count: EACH, prefix });
+    const runs = await Promise.all(
+      Array.from({ length: WORKERS }, () =>
+        runScript(
+          'test/fixtures/fleet-worker.ts',
+          ['quota', upstream.url('/'), redisUrl, String(startAt), options],
+          60_000,
+        ),
+      ),
+    );
+    for (const run of runs) {
+      assert.equal(run.code, 0, run.stderr);
+      const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as QuotaRun;
+      assert.deepEqual(result.failed, []);
+      assert.equal(result.ok, EACH);
+      assert.deepEqual(result.unhandled, []);
+    }
+    assert.equal(upstream.count(), WORKERS * EACH);
+    return maxInWindow(
+      upstream.requests.map((r) => r.receivedAt),
+      1_000,
+    );
+  }
+
+  test(`with the store the upstream never sees more than ${PER_SECOND} × 1.1 + ${BURST} in a second; without it, about 3 × that`, async (t) => {
+    const shared = await fleet(redis.url, 'bw-fleet-quota:');
+    assert.ok(shared <= PER_SECOND * 1.1 + BURST, `with the store: ${shared} in one second`);
+    const alone = await fleet('none', '');
+    // Each process alone lets its burst and its own 60/s through.
+    assert.ok(alone >= 2.5 * (PER_SECOND + BURST) * 0.9, `without the store: ${alone} in one second`);
+    assert.ok(alone > 2 * shared, `without the store ${alone}, with it ${shared}`);
+    t.diagnostic(`most requests in one second: ${shared} with the store, ${alone} without`);
+  });
+});
 
 async function until(check: () => boolean, ms: number): Promise<void> {
   const end = performance.now() + ms;
@@ -163,4 +242,37 @@ describe('fleet circuit breaker', { skip }, () => {
     for (const ms of shared.closedAfter)
       assert.ok(ms <= halfOpenAfter + 300, `a process closed ${ms} ms after recovery`);
   });
+});
+
+// examples/fleet.ts, run as a user would run it against a Redis of its own. It lives here rather
+// than in test/examples/examples.test.ts: its cluster of workers is heavy, and there it would run
+// beside the demo's latency measurements. The store timeout is generous: the
+// test machine may be loaded, and a store that answers late sends workers to their local limits.
+
+const KILL_AFTER_MS = 60_000;
+
+test('fleet: cluster workers share one quota through Redis; the upstream sees the fleet within it', {
+  skip: skipUnlessRedis(),
+}, async () => {
+  const redis = await startRedis();
+  try {
+    const run = await runScript(
+      'examples/fleet.ts',
+      ['--redis', redis.url, '--timeout-ms', '250'],
+      KILL_AFTER_MS,
+    );
+    assert.equal(run.code, 0, `fleet exited with 0 (stderr: ${run.stderr})`);
+    const out = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    assert.equal(out.example, 'fleet');
+    assert.deepEqual(out.workerExitCodes, [0, 0, 0]);
+    assert.equal(out.upstreamRequests, 90);
+    // 30 a second and a burst of 5 for the fleet: 90 requests take about 3 s, not 1.
+    assert.ok(
+      (out.mostInOneSecond as number) <= 30 * 1.1 + 5,
+      `the upstream saw ${out.mostInOneSecond} in one second`,
+    );
+    assert.ok((out.seconds as number) >= 2.5, `the fleet took ${out.seconds} s`);
+  } finally {
+    await redis.stop();
+  }
 });
