@@ -2,6 +2,7 @@
 // `destroy()`.
 
 import type { Dispatcher } from 'undici';
+import { fanOut } from './dispatch/fan-out.js';
 import type { KeySnapshot, PipelineObserver } from './dispatch/observer.js';
 import { compilePlan, isStage, type Stage } from './dispatch/plan.js';
 import { type KeyFunction, Runtime } from './dispatch/runtime.js';
@@ -19,8 +20,11 @@ import { RetryStage } from './policies/retry.js';
 export type { Stage };
 
 export interface PipelineOptions {
-  /** Receives the pipeline's events and reads its state at scrape time, e.g. `prometheusMetrics()`. */
-  metrics?: PipelineObserver;
+  /**
+   * Receives the pipeline's events and reads its state at scrape time, e.g. `prometheusMetrics()`;
+   * an array for several side by side (`[prometheusMetrics(…), openTelemetryMetrics()]`).
+   */
+  metrics?: PipelineObserver | readonly PipelineObserver[];
   /**
    * The isolation key of a request: breakers, bulkheads and budgets are kept per key.
    * @default the request's origin, `scheme://host[:port]` as undici passes it
@@ -73,17 +77,8 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
   const o = optionalObject('pipeline', options);
   knownKeys('pipeline', o, ['metrics', 'key']);
   const key = optionalFunction<KeyFunction>('pipeline.key', o?.key);
-  const metrics = o?.metrics as PipelineObserver | undefined;
-  if (
-    metrics !== undefined &&
-    (typeof metrics.origin !== 'function' || typeof metrics.attach !== 'function')
-  ) {
-    throw new InvalidOptionError(
-      'pipeline.metrics',
-      'a metrics object such as prometheusMetrics({ registry })',
-      metrics,
-    );
-  }
+  const observers = checkObservers(o?.metrics);
+  const metrics = fanOut(observers);
   const frozen = Object.freeze([...stages]);
   const plan = compilePlan(frozen);
   const runtimes = new Set<Runtime>();
@@ -113,7 +108,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
       },
     },
   });
-  if (metrics !== undefined) {
+  for (const metrics of observers) {
     metrics.attach({ snapshot: () => snapshot(frozen, key !== undefined) });
     // Transitions are counted from the stage's own events, so the ones made by hand (isolate,
     // reset, restore) are counted as well as those a request caused.
@@ -132,6 +127,23 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
     }
   }
   return interceptor;
+}
+
+/** The observers given as `metrics`: none, one, or an array of them. */
+function checkObservers(value: unknown): PipelineObserver[] {
+  if (value === undefined) return [];
+  const list = Array.isArray(value) ? value : [value];
+  list.forEach((item: Partial<PipelineObserver> | null | undefined, i) => {
+    if (typeof item?.origin !== 'function' || typeof item.attach !== 'function') {
+      throw new InvalidOptionError(
+        Array.isArray(value) ? `pipeline.metrics[${i}]` : 'pipeline.metrics',
+        'a metrics object such as prometheusMetrics({ registry }) or openTelemetryMetrics()',
+        item,
+      );
+    }
+  });
+  // The same observer twice would count every event twice.
+  return [...new Set(list as PipelineObserver[])];
 }
 
 /** The runtime behind a dispatch function made by a pipeline interceptor (for `resilient()`). */

@@ -297,7 +297,9 @@ abstract class Attempt extends Passage implements Controller {
     if (!record && !publish) return;
     this.#recorded = true;
     const ms = (now < 0 ? monotonicNow() : now) - this.time;
-    if (record) this.observer?.attemptFinished(this.method, kind, ms / 1000);
+    if (record) {
+      this.observer?.attemptFinished(this.method, kind, ms / 1000, statusCode, error ?? null);
+    }
     if (publish) {
       const message: AttemptEndMessage = {
         key: this.key,

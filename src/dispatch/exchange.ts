@@ -547,7 +547,14 @@ export class Exchange implements Controller, Deadline {
       kind = this.#aborted && this.#reason === error ? 'aborted' : errorKind(error);
       outcome = outcomeOf(kind);
     }
-    observer?.requestFinished(this.method, outcome, kind, ms / 1000);
+    observer?.requestFinished(
+      this.method,
+      outcome,
+      kind,
+      ms / 1000,
+      error === null ? this.#status : 0,
+      error,
+    );
     if (publish) {
       const message: RequestEndMessage = {
         key: this.key,
