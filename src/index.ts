@@ -75,6 +75,7 @@ export type {
   AttemptStartMessage,
   CircuitStateMessage,
   HedgeMessage,
+  QueueWaitMessage,
   RejectedMessage,
   RequestEndMessage,
   RequestStartMessage,

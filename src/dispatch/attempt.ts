@@ -91,6 +91,10 @@ abstract class Attempt extends Passage implements Controller {
     return this.exchange.method;
   }
 
+  get requestId(): number {
+    return this.exchange.requestId;
+  }
+
   get observer(): OriginObserver | undefined {
     return this.exchange.observer;
   }
@@ -160,6 +164,7 @@ abstract class Attempt extends Passage implements Controller {
     this.phase = 'sent';
     if (channels.attemptStart.hasSubscribers) {
       const message: AttemptStartMessage = {
+        requestId: this.requestId,
         key: this.key,
         method: this.method,
         attempt: this.attempt,
@@ -302,6 +307,7 @@ abstract class Attempt extends Passage implements Controller {
     }
     if (publish) {
       const message: AttemptEndMessage = {
+        requestId: this.requestId,
         key: this.key,
         method: this.method,
         attempt: this.attempt,

@@ -17,6 +17,7 @@ import { parseRetryAfter } from '../http/retry-after.js';
 import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
 import type { Deadline } from '../internal/deadline-queue.js';
 import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
+import { sanitizeOrigin } from '../metrics/labels.js';
 import type { BackoffStep } from '../policies/backoff.js';
 import type { HedgeClock } from '../policies/hedge.js';
 import type { GiveUpReason } from '../policies/retry.js';
@@ -24,6 +25,7 @@ import type { RetryBudget } from '../policies/retry-budget.js';
 import {
   channels,
   type HedgeMessage,
+  nextRequestId,
   type RequestEndMessage,
   type RequestStartMessage,
   type RetryMessage,
@@ -34,6 +36,7 @@ import { HEDGE_DECLINED, HedgeTimer } from './hedge-timer.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, RetryReason, StatusClass } from './observer.js';
+import { readOption } from './own-option.js';
 import type { TimeoutStep } from './passage.js';
 import type { Plan } from './plan.js';
 import { RequestGates } from './request-gates.js';
@@ -83,6 +86,7 @@ export class Exchange implements Controller, Deadline {
   deadlineTimer: NodeJS.Timeout | null = null;
   readonly key: string;
   readonly method: string;
+  #requestId = 0;
   readonly overrides: RequestOverrides | undefined;
   readonly observer: OriginObserver | undefined;
   /** Monotonic ms (internal/clock.ts) when the caller dispatched. */
@@ -158,6 +162,12 @@ export class Exchange implements Controller, Deadline {
     if (retry !== null && overrides?.maxAttempts !== undefined) this.#maxAttempts();
   }
 
+  /** The id the diagnostics channels know this request by, given when first published. */
+  get requestId(): number {
+    if (this.#requestId === 0) this.#requestId = nextRequestId();
+    return this.#requestId;
+  }
+
   /** The caller has its answer (or its error); attempts may still be draining. */
   get done(): boolean {
     return this.#end !== LIVE;
@@ -178,7 +188,12 @@ export class Exchange implements Controller, Deadline {
    */
   start(): boolean {
     if (channels.requestStart.hasSubscribers) {
-      channels.requestStart.publish({ key: this.key, method: this.method } satisfies RequestStartMessage);
+      channels.requestStart.publish({
+        requestId: this.requestId,
+        key: this.key,
+        origin: sanitizeOrigin(readOption(this.#opts, 'origin')),
+        method: this.method,
+      } satisfies RequestStartMessage);
     }
     this.#handler.onRequestStart?.(this, EMPTY_CONTEXT);
     if (this.#end !== LIVE) return !this.innerBusy;
@@ -414,6 +429,7 @@ export class Exchange implements Controller, Deadline {
     if (events.hasListeners) events.emit({ key: this.key, attempt: sent, delay: now - this.#hedgeFrom });
     if (channels.hedge.hasSubscribers) {
       channels.hedge.publish({
+        requestId: this.requestId,
         key: this.key,
         attempt: sent,
         delayMs: now - this.#hedgeFrom,
@@ -557,6 +573,7 @@ export class Exchange implements Controller, Deadline {
     );
     if (publish) {
       const message: RequestEndMessage = {
+        requestId: this.requestId,
         key: this.key,
         method: this.method,
         outcome,
@@ -676,6 +693,7 @@ export class Exchange implements Controller, Deadline {
     this.observer?.retryScheduled(reason);
     if (channels.retry.hasSubscribers) {
       channels.retry.publish({
+        requestId: this.requestId,
         key: this.key,
         attempt: this.attempts,
         delayMs: delay,

@@ -5,6 +5,7 @@ import { TimeoutError, type TimeoutScope } from '../errors.js';
 import { isUpstreamFailure } from '../http/classify.js';
 import { monotonicNow } from '../internal/clock.js';
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
+import { channels, type QueueWaitMessage } from '../telemetry/channels.js';
 import type { Gate, GateOutcome, GateTicket } from './gate.js';
 import type { OriginObserver } from './observer.js';
 
@@ -62,6 +63,8 @@ export abstract class Passage implements GateTicket, Deadline {
   abstract readonly key: string;
   abstract readonly method: string;
   abstract readonly attempt: number;
+  /** The request's id in the diagnostics channels. */
+  abstract readonly requestId: number;
   abstract readonly hedge: boolean;
   abstract readonly observer: OriginObserver | undefined;
   /** Set by the subclass when the passage has ended; no step is entered after it. */
@@ -160,6 +163,14 @@ export abstract class Passage implements GateTicket, Deadline {
   protected resumed(): void {
     const now = monotonicNow();
     this.observer?.queueWaited((now - this.time) / 1000);
+    if (channels.queueWait.hasSubscribers) {
+      channels.queueWait.publish({
+        requestId: this.requestId,
+        key: this.key,
+        attempt: this.attempt,
+        waitedMs: now - this.time,
+      } satisfies QueueWaitMessage);
+    }
     this.time = now;
     this.proceed();
   }
