@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { ROOT } from '../helpers/child.js';
 
 // Every ```ts block in README.md and docs/*.md is a whole program that type-checks against the
-// package's own types, imported as users import them ('breakwater'), so the docs cannot rot. A
+// package's own types, imported as users import them ('breakwater', 'breakwater/otel'), so the docs cannot rot. A
 // block that is deliberately a fragment takes another info string (```text, ```js).
 
 interface Block {
@@ -47,7 +47,14 @@ function typecheck(
     join(dir, 'tsconfig.json'),
     JSON.stringify({
       extends: join(ROOT, 'tsconfig.json'),
-      compilerOptions: { noEmit: true, baseUrl: '.', paths: { breakwater: [join(ROOT, 'src/index.ts')] } },
+      compilerOptions: {
+        noEmit: true,
+        baseUrl: '.',
+        paths: {
+          breakwater: [join(ROOT, 'src/index.ts')],
+          'breakwater/otel': [join(ROOT, 'src/otel/index.ts')],
+        },
+      },
       include: ['*.ts'],
     }),
   );
