@@ -123,9 +123,9 @@ export class PrometheusMetrics implements PipelineObserver {
 }
 
 /**
- * Creates the metrics of the catalogue (docs/metrics.md) in `options.registry` and returns the observer to pass as
- * `pipeline(stages, { metrics })`. Options are validated here; a bad one throws
- * `InvalidOptionError` naming its path (`metrics.prefix`, …).
+ * Creates the metrics of the catalogue (docs/metrics.md) in `options.registry` and returns the
+ * observer to pass as `pipeline(stages, { metrics })`. Options are validated here; a bad one
+ * throws `InvalidOptionError` naming its path (`metrics.prefix`, …).
  */
 export function prometheusMetrics(options: PrometheusMetricsOptions): PrometheusMetrics {
   return new PrometheusMetrics(options);
