@@ -80,8 +80,12 @@ describe('the metrics catalogue', () => {
     assert.deepEqual(drift(catalogueRows(CATALOGUE), documented), []);
   });
 
-  test('every breakwater_ metric the Grafana dashboard and the alerting rules name is in the catalogue', () => {
-    for (const file of ['examples/prometheus/grafana-dashboard.json', 'examples/prometheus/alerts.yml']) {
+  test('every breakwater_ metric the Grafana dashboard, the alerting rules and the README name is in the catalogue', () => {
+    for (const file of [
+      'examples/prometheus/grafana-dashboard.json',
+      'examples/prometheus/alerts.yml',
+      'README.md',
+    ]) {
       const text = read(file);
       assert.ok(/breakwater_requests_total/.test(text), `${file} queries breakwater_ metrics`);
       assert.deepEqual(unknownMetrics(text, CATALOGUE), [], file);
