@@ -45,6 +45,11 @@ export interface OpenTelemetryTracing {
 }
 
 const SCOPE = 'breakwater';
+/**
+ * Requests followed at once. Every request that starts also ends, and its state goes then; the
+ * bound only keeps a request whose end was never published from holding memory for good.
+ */
+const MAX_REQUESTS = 100_000;
 
 /** A wait that happened before the attempt it belongs to started. */
 interface PendingEvent {
@@ -87,6 +92,7 @@ class Tracing implements OpenTelemetryTracing {
   }
 
   #requestStart(m: RequestStartMessage): void {
+    if (this.#requests.size >= MAX_REQUESTS) this.#forgetOldest();
     // Published inside the caller's dispatch(): the active context is the caller's.
     this.#requests.set(m.requestId, {
       parent: context.active(),
@@ -94,6 +100,14 @@ class Tracing implements OpenTelemetryTracing {
       spans: new Map(),
       pending: null,
     });
+  }
+
+  #forgetOldest(): void {
+    for (const [id, state] of this.#requests) {
+      this.#requests.delete(id);
+      for (const span of state.spans.values()) span.end();
+      return;
+    }
   }
 
   #attemptStart(m: AttemptStartMessage): void {
