@@ -6,7 +6,6 @@
  */
 import {
   type Attributes,
-  type Counter,
   type Histogram,
   type MeterProvider,
   metrics,
@@ -14,6 +13,7 @@ import {
   ValueType,
 } from '@opentelemetry/api';
 import type {
+  KeySnapshot,
   OriginObserver,
   PipelineObserver,
   RequestOutcome,
@@ -37,19 +37,55 @@ export interface OpenTelemetryMetricsOptions {
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 const SCOPE = 'breakwater';
 const CIRCUIT_STATES: readonly CircuitState[] = ['closed', 'open', 'half_open'];
-/** Handles kept per origin label; beyond this the map starts over (the meter bounds cardinality). */
-const MAX_HANDLES = 1024;
+/** Distinct origins given `server.*` attributes; further ones share a handle without them. */
+const MAX_ORIGINS = 100;
+/** Distinct ways requests to one origin ended (method and status or error type) that are kept. */
+const MAX_ENDINGS = 256;
+// When several keys share an origin, the worst state wins.
+const CIRCUIT_SEVERITY: Readonly<Record<CircuitState, number>> = { closed: 0, half_open: 1, open: 2 };
+
+/*
+ * Counters are asynchronous (observable) counters fed by tallies of our own: an event is one
+ * increment, and the SDK reads each tally's cumulative total when it collects. A synchronous
+ * counter's `add()` would hash its attribute set on every event, as `record()` does for the one
+ * histogram a request updates.
+ */
+
+/** A count kept here for one attribute set, reported as a cumulative total at collection. */
+class Tally {
+  readonly attributes: Attributes;
+  n = 0;
+
+  constructor(attributes: Attributes) {
+    this.attributes = attributes;
+  }
+}
+
+/** The tallies of one observable counter. */
+class Tallies {
+  readonly #all: Tally[] = [];
+
+  make(attributes: Attributes): Tally {
+    const tally = new Tally(attributes);
+    this.#all.push(tally);
+    return tally;
+  }
+
+  observe(result: ObservableResult): void {
+    for (const t of this.#all) if (t.n > 0) result.observe(t.n, t.attributes);
+  }
+}
 
 interface Instruments {
   readonly requestDuration: Histogram;
-  readonly attempts: Counter;
-  readonly retries: Counter;
-  readonly retryBudgetExhausted: Counter;
-  readonly hedges: Counter;
-  readonly rejections: Counter;
-  readonly timeouts: Counter;
-  readonly circuitTransitions: Counter;
   readonly queueWait: Histogram;
+  readonly attempts: Tallies;
+  readonly retries: Tallies;
+  readonly retryBudgetExhausted: Tallies;
+  readonly hedges: Tallies;
+  readonly rejections: Tallies;
+  readonly timeouts: Tallies;
+  readonly circuitTransitions: Tallies;
 }
 
 /** Reports a pipeline's events to an OpenTelemetry meter: pass it as `pipeline(stages, { metrics })`. */
@@ -57,6 +93,7 @@ export class OpenTelemetryMetrics implements PipelineObserver {
   readonly #instruments: Instruments;
   readonly #sources = new Set<StateSource>();
   readonly #handles = new Map<string, OriginMetrics>();
+  readonly #other: OriginMetrics;
 
   /** Use `openTelemetryMetrics(options)`. */
   constructor(options: OpenTelemetryMetricsOptions = {}) {
@@ -78,13 +115,19 @@ export class OpenTelemetryMetrics implements PipelineObserver {
         valueType: ValueType.DOUBLE,
         advice: { explicitBucketBoundaries: DURATION_BUCKETS },
       });
-    const counter = (name: string, unit: string, description: string): Counter =>
-      meter.createCounter(name, { unit, description, valueType: ValueType.INT });
+    const counter = (name: string, unit: string, description: string): Tallies => {
+      const tallies = new Tallies();
+      meter
+        .createObservableCounter(name, { unit, description, valueType: ValueType.INT })
+        .addCallback((result) => tallies.observe(result));
+      return tallies;
+    };
     this.#instruments = {
       requestDuration: seconds(
         'http.client.request.duration',
         'Duration of HTTP client requests: the whole logical request as the caller saw it, queueing and retries included.',
       ),
+      queueWait: seconds('breakwater.client.queue.wait.duration', 'Time spent waiting for a bulkhead slot.'),
       attempts: counter(
         'breakwater.client.attempts',
         '{attempt}',
@@ -116,8 +159,8 @@ export class OpenTelemetryMetrics implements PipelineObserver {
         '{transition}',
         'Circuit breaker state changes, by the state entered.',
       ),
-      queueWait: seconds('breakwater.client.queue.wait.duration', 'Time spent waiting for a bulkhead slot.'),
     };
+    this.#other = new OriginMetrics({}, this.#instruments);
 
     const queued = meter.createObservableUpDownCounter('breakwater.client.queued_requests', {
       unit: '{request}',
@@ -146,12 +189,16 @@ export class OpenTelemetryMetrics implements PipelineObserver {
     hedgeDelay.addCallback((result) => this.#observeHedgeDelays(result));
   }
 
-  /** The observer for one origin label value; the same object every time for the same value. */
+  /**
+   * The observer for one origin label value; the same object every time for the same value. Past
+   * `MAX_ORIGINS` distinct values, further origins share one handle without `server.*`.
+   */
   origin(origin: string): OriginObserver {
     let handle = this.#handles.get(origin);
     if (handle === undefined) {
-      if (this.#handles.size >= MAX_HANDLES) this.#handles.clear();
-      handle = new OriginMetrics(serverAttributes(origin), this.#instruments);
+      const server = serverAttributes(origin);
+      if (this.#handles.size >= MAX_ORIGINS || server['server.address'] === undefined) return this.#other;
+      handle = new OriginMetrics(server, this.#instruments);
       this.#handles.set(origin, handle);
     }
     return handle;
@@ -165,16 +212,8 @@ export class OpenTelemetryMetrics implements PipelineObserver {
     this.#sources.add(source);
   }
 
-  /** Per origin label, the attributes and every key's snapshot under it. */
-  #byOrigin<T>(
-    pick: (key: {
-      queued: number;
-      inFlight: number;
-      circuit?: CircuitState;
-      hedgeDelay?: number;
-    }) => T | undefined,
-    merge: (a: T, b: T) => T,
-  ): Map<string, T> {
+  /** Per origin label, one value merged from every key's snapshot under it. */
+  #byOrigin<T>(pick: (key: KeySnapshot) => T | undefined, merge: (a: T, b: T) => T): Map<string, T> {
     const out = new Map<string, T>();
     for (const source of this.#sources) {
       for (const key of source.snapshot()) {
@@ -196,11 +235,10 @@ export class OpenTelemetryMetrics implements PipelineObserver {
   }
 
   #observeCircuits(result: ObservableResult): void {
-    const severity = { closed: 0, half_open: 1, open: 2 } as const;
     // Several keys under one origin: the worst state stands for them.
     const worst = this.#byOrigin(
       (k) => k.circuit,
-      (a, b) => (severity[b] > severity[a] ? b : a),
+      (a, b) => (CIRCUIT_SEVERITY[b] > CIRCUIT_SEVERITY[a] ? b : a),
     );
     for (const [origin, state] of worst) {
       const server = serverAttributes(origin);
@@ -216,17 +254,28 @@ export class OpenTelemetryMetrics implements PipelineObserver {
   }
 }
 
-/** One origin's events. Attribute sets are made once per distinct combination and kept. */
+/** How requests and attempts to one origin ended one way: their attributes and attempts so far. */
+interface Ending {
+  readonly attributes: Attributes;
+  readonly attempts: Tally;
+}
+
+/** One origin's events. Attribute sets and tallies are made once per distinct combination. */
 class OriginMetrics implements OriginObserver {
   readonly #server: Attributes;
   readonly #i: Instruments;
-  /** `method status` → the attributes of a request (or attempt) that ended with that status. */
-  readonly #byStatus = new Map<string, Attributes>();
-  readonly #byLabel = new Map<string, Attributes>();
+  /** `method status` or `method error.type` → how a request or an attempt ended. */
+  readonly #endings = new Map<string, Ending>();
+  #lastMethod: string | undefined;
+  #lastStatus = -1;
+  #lastEnding: Ending | undefined;
+  readonly #labelled = new Map<string, Tally>();
+  readonly #budgetExhausted: Tally;
 
   constructor(server: Attributes, instruments: Instruments) {
     this.#server = server;
     this.#i = instruments;
+    this.#budgetExhausted = instruments.retryBudgetExhausted.make(server);
   }
 
   requestFinished(
@@ -238,7 +287,7 @@ class OriginMetrics implements OriginObserver {
     error?: Error | null,
   ): void {
     if (!(seconds >= 0)) return;
-    this.#i.requestDuration.record(seconds, this.#ended(method, statusCode, error));
+    this.#i.requestDuration.record(seconds, this.#ending(method, statusCode, error).attributes);
   }
 
   attemptFinished(
@@ -248,15 +297,15 @@ class OriginMetrics implements OriginObserver {
     statusCode?: number,
     error?: Error | null,
   ): void {
-    this.#i.attempts.add(1, this.#ended(method, statusCode, error));
+    this.#ending(method, statusCode, error).attempts.n++;
   }
 
   retryScheduled(reason: RetryReason): void {
-    this.#i.retries.add(1, this.#labelled('breakwater.retry.reason', reason));
+    this.#tally(this.#i.retries, 'breakwater.retry.reason', reason).n++;
   }
 
   retryBudgetExhausted(): void {
-    this.#i.retryBudgetExhausted.add(1, this.#server);
+    this.#budgetExhausted.n++;
   }
 
   queueWaited(seconds: number): void {
@@ -264,54 +313,65 @@ class OriginMetrics implements OriginObserver {
   }
 
   bulkheadRejected(): void {
-    this.#i.rejections.add(1, this.#labelled('breakwater.rejection.reason', 'bulkhead'));
+    this.#tally(this.#i.rejections, 'breakwater.rejection.reason', 'bulkhead').n++;
   }
 
   timedOut(scope: TimeoutScope): void {
-    this.#i.timeouts.add(1, this.#labelled('breakwater.timeout.scope', scope));
+    this.#tally(this.#i.timeouts, 'breakwater.timeout.scope', scope).n++;
   }
 
   circuitTransition(to: CircuitState): void {
-    this.#i.circuitTransitions.add(1, this.#labelled('breakwater.circuit.state', to));
+    this.#tally(this.#i.circuitTransitions, 'breakwater.circuit.state', to).n++;
   }
 
   circuitRejected(): void {
-    this.#i.rejections.add(1, this.#labelled('breakwater.rejection.reason', 'circuit_open'));
+    this.#tally(this.#i.rejections, 'breakwater.rejection.reason', 'circuit_open').n++;
   }
 
   hedgeFinished(result: 'won' | 'lost'): void {
-    this.#i.hedges.add(1, this.#labelled('breakwater.hedge.result', result));
+    this.#tally(this.#i.hedges, 'breakwater.hedge.result', result).n++;
   }
 
-  /** The attributes of a request or attempt that ended with `statusCode` or `error`. */
-  #ended(method: string, statusCode: number | undefined, error: Error | null | undefined): Attributes {
+  /** How a request or attempt that ended with `statusCode` or `error` is recorded. */
+  #ending(method: string, statusCode: number | undefined, error: Error | null | undefined): Ending {
+    const failed = error !== null && error !== undefined;
+    // A client mostly sends one method and gets one status: compare with the last first.
+    if (!failed && method === this.#lastMethod && statusCode === this.#lastStatus) return this.#lastEnding!;
     const type = errorType(statusCode, error);
-    // Errors are few and their types many: those attribute sets are not kept.
-    if (error !== null && error !== undefined) {
-      const a = methodAttributes(method, { ...this.#server });
-      a['error.type'] = type;
-      return a;
+    let id = failed ? `${method} ${type}` : `${method} ${statusCode}`;
+    let ending = this.#endings.get(id);
+    if (ending === undefined) {
+      // Error codes are open-ended: past the bound, further ones are counted as `_OTHER`.
+      if (failed && this.#endings.size >= MAX_ENDINGS) {
+        id = `${method} _OTHER`;
+        ending = this.#endings.get(id);
+      }
     }
-    const id = `${method} ${statusCode}`;
-    let a = this.#byStatus.get(id);
-    if (a === undefined) {
-      a = methodAttributes(method, { ...this.#server });
-      if (statusCode !== undefined && statusCode > 0) a['http.response.status_code'] = statusCode;
-      if (type !== undefined) a['error.type'] = type;
-      if (this.#byStatus.size >= MAX_HANDLES) this.#byStatus.clear();
-      this.#byStatus.set(id, a);
+    if (ending === undefined) {
+      const attributes = methodAttributes(method, { ...this.#server });
+      if (!failed && statusCode !== undefined && statusCode > 0) {
+        attributes['http.response.status_code'] = statusCode;
+      }
+      if (type !== undefined) attributes['error.type'] = id.endsWith(' _OTHER') ? '_OTHER' : type;
+      ending = { attributes, attempts: this.#i.attempts.make(attributes) };
+      this.#endings.set(id, ending);
     }
-    return a;
+    if (!failed) {
+      this.#lastMethod = method;
+      this.#lastStatus = statusCode ?? -1;
+      this.#lastEnding = ending;
+    }
+    return ending;
   }
 
-  #labelled(name: string, value: string): Attributes {
+  #tally(tallies: Tallies, name: string, value: string): Tally {
     const id = `${name}=${value}`;
-    let a = this.#byLabel.get(id);
-    if (a === undefined) {
-      a = { ...this.#server, [name]: value };
-      this.#byLabel.set(id, a);
+    let tally = this.#labelled.get(id);
+    if (tally === undefined) {
+      tally = tallies.make({ ...this.#server, [name]: value });
+      this.#labelled.set(id, tally);
     }
-    return a;
+    return tally;
   }
 }
 
