@@ -38,6 +38,8 @@ export interface KeyHealth {
   circuit?: CircuitState;
   inFlight: number;
   queued: number;
+  /** The adaptive bulkhead's limit now (the smallest, if several); absent without one. */
+  concurrencyLimit?: number;
   /** Absent without a retry budget. */
   retryBudgetLeft?: number;
   /** Milliseconds a request waits for headers before a hedge goes; absent without hedging or before an adaptive delay is known. */
@@ -168,6 +170,9 @@ function collectKeys(stages: readonly Stage[]): Map<string, KeyHealth> {
         const h = entry(key);
         h.inFlight += state.inFlight;
         h.queued += state.queued;
+        if (state.adaptive !== null) {
+          h.concurrencyLimit = Math.min(h.concurrencyLimit ?? Number.POSITIVE_INFINITY, state.limit);
+        }
       }
     } else if (stage instanceof CircuitBreakerStage) {
       for (const [key, breaker] of stage.breakers.entries()) {

@@ -83,6 +83,8 @@ export interface KeySnapshot {
   origin: string;
   queued: number;
   inFlight: number;
+  /** The adaptive bulkhead's limit now; absent without one. */
+  concurrencyLimit?: number;
   /** Absent when the pipeline has no circuit breaker. */
   circuit?: CircuitState;
   /** Retries the budget would allow right now; absent without a budget. */

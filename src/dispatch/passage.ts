@@ -5,6 +5,7 @@ import { TimeoutError, type TimeoutScope } from '../errors.js';
 import { isUpstreamFailure } from '../http/classify.js';
 import { monotonicNow } from '../internal/clock.js';
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
+import { longestStallSince } from '../internal/loop-stalls.js';
 import { channels, type QueueWaitMessage } from '../telemetry/channels.js';
 import type { Gate, GateOutcome, GateTicket } from './gate.js';
 import type { OriginObserver } from './observer.js';
@@ -301,9 +302,16 @@ export abstract class Passage implements GateTicket, Deadline {
   /**
    * What an ending in `error` means for a gate: `inside` when it was decided at a step after the
    * gate (or by the dispatcher), so a timeout of any scope bounded what the gate let through.
+   * A timeout across which this process's event loop stalled for a quarter of its duration or
+   * more is nobody's verdict: the client, not necessarily the upstream, was slow (a GC pause, a
+   * CPU-bound task, a starved machine).
    */
   #errorOutcome(error: Error | null, inside: boolean): GateOutcome {
-    return isUpstreamFailure(error, inside, this.failureStatus) ? 'failure' : 'neutral';
+    if (!isUpstreamFailure(error, inside, this.failureStatus)) return 'neutral';
+    if (error instanceof TimeoutError && longestStallSince(this.time, monotonicNow()) * 4 >= error.ms) {
+      return 'neutral';
+    }
+    return 'failure';
   }
 
   #recheck(index: number): Error | undefined {

@@ -7,6 +7,7 @@ import { BulkheadStage } from '../policies/bulkhead.js';
 import { CircuitBreakerStage } from '../policies/circuit-breaker.js';
 import { DEFAULT_RETRY_STATUSES, RetryStage } from '../policies/retry.js';
 import { TimeoutStage } from '../policies/timeout.js';
+import { AdaptiveBulkheadGate } from './adaptive-bulkhead-gate.js';
 import { BreakerGate } from './breaker-gate.js';
 import { BulkheadGate } from './bulkhead-gate.js';
 import { GateStage } from './gate.js';
@@ -88,7 +89,10 @@ function toStep(stage: Stage, scope: 'total' | 'attempt'): Step {
     };
   }
   if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage) };
-  if (stage instanceof BulkheadStage) return { kind: 'gate', gate: new BulkheadGate(stage) };
+  if (stage instanceof BulkheadStage) {
+    const gate = stage.adaptive === null ? new BulkheadGate(stage) : new AdaptiveBulkheadGate(stage);
+    return { kind: 'gate', gate };
+  }
   return { kind: 'gate', gate: (stage as GateStage).gate };
 }
 
