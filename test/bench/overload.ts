@@ -115,7 +115,7 @@ async function main(): Promise<void> {
       [
         'client',
         'goodput',
-        '200s',
+        '200s/s',
         'refused',
         'upstream queue p50/p99',
         'upstream wait p99',
