@@ -122,6 +122,8 @@ export const VARIANTS = {
   timeout: (inner) => resilient(inner, pipeline([timeout(30_000)])),
   breaker: (inner) => resilient(inner, pipeline([circuitBreaker()])),
   bulkhead: (inner) => resilient(inner, pipeline([bulkhead({ maxConcurrent: 64, maxQueue: 1024 })])),
+  'bulkhead-adaptive': (inner) =>
+    resilient(inner, pipeline([bulkhead({ maxConcurrent: 'adaptive', maxQueue: 1024 })])),
 };
 
 const [name, warmup, requests] = process.argv.slice(2);

@@ -34,6 +34,7 @@ const VARIANTS: Record<string, string> = {
   timeout: 'resilient(d, pipeline([timeout(30_000)]))',
   breaker: 'resilient(d, pipeline([circuitBreaker()]))',
   bulkhead: 'resilient(d, pipeline([bulkhead(…)]))',
+  'bulkhead-adaptive': "resilient(d, pipeline([bulkhead({ maxConcurrent: 'adaptive', … })]))",
 };
 
 /** Instructions callgrind counted over a whole client process. */
