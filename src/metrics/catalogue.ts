@@ -126,6 +126,13 @@ export const CATALOGUE = {
     help: 'Hedged attempts sent, by result: won (its response was the answer) or lost.',
     meaning: 'hedges sent: `won` (the answer) or `lost`',
   },
+  concurrencyLimit: {
+    name: 'concurrency_limit',
+    type: 'gauge',
+    labels: ['origin'],
+    help: "The adaptive bulkhead's concurrency limit now (summed over the keys of an origin).",
+    meaning: "the adaptive bulkhead's limit now, read at scrape",
+  },
   hedgeDelay: {
     name: 'hedge_delay_seconds',
     type: 'gauge',

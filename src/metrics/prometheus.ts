@@ -12,6 +12,7 @@ import { type MetricSet, OriginSeries } from './origin-series.js';
 import { MetricBuilder } from './registered-metrics.js';
 import {
   collectCircuitState,
+  collectConcurrencyLimit,
   collectHedgeDelay,
   collectInFlight,
   collectPoolConnections,
@@ -76,6 +77,7 @@ export class PrometheusMetrics implements PipelineObserver {
         build.gauge<StateBinding>(c.inFlight, collectInFlight),
         build.gauge<StateBinding>(c.circuitState, collectCircuitState),
         build.gauge<StateBinding>(c.hedgeDelay, collectHedgeDelay),
+        build.gauge<StateBinding>(c.concurrencyLimit, collectConcurrencyLimit),
       ],
       poolSources: withPool ? build.gauge<PoolBinding>(c.poolConnections, collectPoolConnections) : undefined,
     };

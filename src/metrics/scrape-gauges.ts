@@ -1,5 +1,6 @@
 /*
- * The gauges read at scrape time: queue depth, in-flight attempts, circuit state and hedge delay
+ * The gauges read at scrape time: queue depth, in-flight attempts, the adaptive concurrency limit,
+ * circuit state and hedge delay
  * come from the attached pipelines' snapshots, connection pools from the dispatchers' `stats`.
  * Nothing is tracked twice on the hot path: prom-client calls each gauge's `collect` (its public
  * hook, with the gauge as `this`) before it reads the gauge.
@@ -49,13 +50,18 @@ function stateBindings(gauge: Gauge<string>): Iterable<StateBinding> {
   return boundTo<StateBinding>(gauge) ?? [];
 }
 
-/** Sums one field of every key's snapshot per origin label, across every attached pipeline. */
-function setTotals(gauge: Gauge<string>, field: 'queued' | 'inFlight'): void {
+/**
+ * Sums one field of every key's snapshot per origin label, across every attached pipeline; keys
+ * without the field (no adaptive bulkhead) are left out.
+ */
+function setTotals(gauge: Gauge<string>, field: 'queued' | 'inFlight' | 'concurrencyLimit'): void {
   const totals = new Map<string, number>();
   for (const { source, label } of stateBindings(gauge)) {
     for (const key of source.snapshot()) {
+      const value = key[field];
+      if (value === undefined) continue;
       const origin = label(key.origin);
-      totals.set(origin, (totals.get(origin) ?? 0) + key[field]);
+      totals.set(origin, (totals.get(origin) ?? 0) + value);
     }
   }
   gauge.reset();
@@ -68,6 +74,10 @@ export function collectQueueDepth(this: Gauge<string>): void {
 
 export function collectInFlight(this: Gauge<string>): void {
   setTotals(this, 'inFlight');
+}
+
+export function collectConcurrencyLimit(this: Gauge<string>): void {
+  setTotals(this, 'concurrencyLimit');
 }
 
 export function collectHedgeDelay(this: Gauge<string>): void {

@@ -183,7 +183,13 @@ export class OpenTelemetryMetrics implements PipelineObserver {
       description: 'How long a request waits for response headers before a hedge is sent.',
       valueType: ValueType.DOUBLE,
     });
+    const limit = meter.createObservableUpDownCounter('breakwater.client.concurrency_limit', {
+      unit: '{attempt}',
+      description: "The adaptive bulkhead's concurrency limit now.",
+      valueType: ValueType.INT,
+    });
     queued.addCallback((result) => this.#observeTotals(result, 'queued'));
+    limit.addCallback((result) => this.#observeTotals(result, 'concurrencyLimit'));
     active.addCallback((result) => this.#observeTotals(result, 'inFlight'));
     circuit.addCallback((result) => this.#observeCircuits(result));
     hedgeDelay.addCallback((result) => this.#observeHedgeDelays(result));
@@ -226,7 +232,7 @@ export class OpenTelemetryMetrics implements PipelineObserver {
     return out;
   }
 
-  #observeTotals(result: ObservableResult, field: 'queued' | 'inFlight'): void {
+  #observeTotals(result: ObservableResult, field: 'queued' | 'inFlight' | 'concurrencyLimit'): void {
     const totals = this.#byOrigin(
       (k) => k[field],
       (a, b) => a + b,

@@ -164,7 +164,8 @@ export class AdaptiveLimit {
     this.#env = env;
     this.#limit = settings.initial;
     this.#windowStart = now;
-    this.#nextBaselineAt = now;
+    // Measured at the first admission.
+    this.#nextBaselineAt = Number.NEGATIVE_INFINITY;
   }
 
   /** Attempts allowed in flight now. */

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { Registry } from 'prom-client';
 import { Agent, request } from 'undici';
 import {
   bulkhead,
   CircuitBreakerStage,
   type CircuitStateChange,
   pipeline,
+  prometheusMetrics,
   resilient,
   standardPipeline,
 } from '../../src/index.js';
@@ -153,6 +155,30 @@ describe('adaptive bulkhead', () => {
     };
     assert.equal(await send(2), 2, 'both slots busy: no hedge went out');
     assert.equal(await send(4), 4, 'with free slots both requests were hedged');
+  });
+
+  test('breakwater_concurrency_limit reads the limit at scrape time', async (t) => {
+    const upstream = await startUpstream({ kind: 'respond', delayMs: 1 });
+    t.after(() => upstream.close());
+    const agent = new Agent();
+    t.after(() => agent.close());
+    const registry = new Registry();
+    const interceptor = pipeline(
+      [bulkhead({ maxConcurrent: 'adaptive', maxQueue: 10, adaptive: { initial: 7 } })],
+      {
+        metrics: prometheusMetrics({ registry }),
+      },
+    );
+    const dispatcher = resilient(agent, interceptor);
+    assert.doesNotMatch(await registry.metrics(), /breakwater_concurrency_limit\{/, 'no key, no sample');
+    await (await request(`${upstream.origin}/`, { dispatcher })).body.dump();
+    const limit = interceptor.health()[upstream.origin]!.concurrencyLimit!;
+    // The first attempts measure the no-load latency under a limit of 3.
+    assert.equal(limit, 3);
+    assert.match(
+      await registry.metrics(),
+      new RegExp(`breakwater_concurrency_limit\\{origin="${upstream.origin}"\\} ${limit}\n`),
+    );
   });
 
   test('options are checked at construction', () => {
