@@ -51,8 +51,13 @@ describe('adaptive bulkhead', () => {
     await Promise.all(upstreams.map((u) => u.close()));
   });
 
-  const setUp = async (workers: number, maxQueue = 500) => {
-    const upstream = await startKneeUpstream({ workers, maxQueue });
+  const setUp = async (workers: number, maxQueue = 500, serviceMs: [number, number] = [10, 20]) => {
+    const upstream = await startKneeUpstream({
+      workers,
+      maxQueue,
+      serviceMin: serviceMs[0],
+      serviceMax: serviceMs[1],
+    });
     upstreams.push(upstream);
     const agent = new Agent({ connections: 512, keepAliveTimeout: 10_000 });
     agents.push(agent);
@@ -62,7 +67,9 @@ describe('adaptive bulkhead', () => {
   test("keeps the upstream's own queue short under overload, where a static 4 × limit fills it", async () => {
     const workers = 8;
     const runOnce = async (maxConcurrent: number | 'adaptive') => {
-      const { upstream, agent } = await setUp(workers);
+      // Service times long beside the delays of a loaded machine's event loop, which the client
+      // measures as latency too.
+      const { upstream, agent } = await setUp(workers, 500, [40, 60]);
       const interceptor = pipeline([bulkhead({ maxConcurrent, maxQueue: 10_000 })]);
       const dispatcher = resilient(agent, interceptor);
       // Warm up (the adaptive limit measures its baseline and converges), then measure.
