@@ -79,6 +79,7 @@ export type {
   AttemptStartMessage,
   CircuitStateMessage,
   HedgeMessage,
+  QueueWaitMessage,
   RejectedMessage,
   RequestEndMessage,
   RequestStartMessage,

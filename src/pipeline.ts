@@ -2,6 +2,7 @@
 // `destroy()`.
 
 import type { Dispatcher } from 'undici';
+import { fanOut } from './dispatch/fan-out.js';
 import type { KeySnapshot, PipelineObserver } from './dispatch/observer.js';
 import { compilePlan, isStage, type Stage } from './dispatch/plan.js';
 import { type KeyFunction, Runtime } from './dispatch/runtime.js';
@@ -21,8 +22,11 @@ import { RetryStage } from './policies/retry.js';
 export type { Stage };
 
 export interface PipelineOptions {
-  /** Receives the pipeline's events and reads its state at scrape time, e.g. `prometheusMetrics()`. */
-  metrics?: PipelineObserver;
+  /**
+   * Receives the pipeline's events and reads its state at scrape time, e.g. `prometheusMetrics()`;
+   * an array for several side by side (`[prometheusMetrics(…), openTelemetryMetrics()]`).
+   */
+  metrics?: PipelineObserver | readonly PipelineObserver[];
   /**
    * The isolation key of a request: breakers, bulkheads and budgets are kept per key.
    * @default the request's origin, `scheme://host[:port]` as undici passes it
@@ -43,6 +47,8 @@ export interface KeyHealth {
   circuit?: CircuitState;
   inFlight: number;
   queued: number;
+  /** The adaptive bulkhead's limit now (the smallest, if several); absent without one. */
+  concurrencyLimit?: number;
   /** Absent without a retry budget. */
   retryBudgetLeft?: number;
   /** Milliseconds a request waits for headers before a hedge goes; absent without hedging or before an adaptive delay is known. */
@@ -82,17 +88,8 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
   const o = optionalObject('pipeline', options);
   knownKeys('pipeline', o, ['metrics', 'key', 'store']);
   const key = optionalFunction<KeyFunction>('pipeline.key', o?.key);
-  const metrics = o?.metrics as PipelineObserver | undefined;
-  if (
-    metrics !== undefined &&
-    (typeof metrics.origin !== 'function' || typeof metrics.attach !== 'function')
-  ) {
-    throw new InvalidOptionError(
-      'pipeline.metrics',
-      'a metrics object such as prometheusMetrics({ registry })',
-      metrics,
-    );
-  }
+  const observers = checkObservers(o?.metrics);
+  const metrics = fanOut(observers);
   const store = o?.store as FleetStore | undefined;
   if (
     store !== undefined &&
@@ -137,7 +134,7 @@ export function pipeline(stages: readonly Stage[], options: PipelineOptions = {}
   if (link !== null && frozen.some((s) => s instanceof CircuitBreakerStage)) {
     subscriptions.push(link.store.subscribeCircuit((message) => applyBroadcast(frozen, link, message)));
   }
-  if (metrics !== undefined) {
+  for (const metrics of observers) {
     metrics.attach({ snapshot: () => snapshot(frozen, key !== undefined) });
     // Transitions are counted from the stage's own events, so the ones made by hand (isolate,
     // reset, restore) are counted as well as those a request caused.
@@ -173,6 +170,23 @@ function applyBroadcast(stages: readonly Stage[], link: StoreLink, message: Circ
   }
 }
 
+/** The observers given as `metrics`: none, one, or an array of them. */
+function checkObservers(value: unknown): PipelineObserver[] {
+  if (value === undefined) return [];
+  const list = Array.isArray(value) ? value : [value];
+  list.forEach((item: Partial<PipelineObserver> | null | undefined, i) => {
+    if (typeof item?.origin !== 'function' || typeof item.attach !== 'function') {
+      throw new InvalidOptionError(
+        Array.isArray(value) ? `pipeline.metrics[${i}]` : 'pipeline.metrics',
+        'a metrics object such as prometheusMetrics({ registry }) or openTelemetryMetrics()',
+        item,
+      );
+    }
+  });
+  // The same observer twice would count every event twice.
+  return [...new Set(list as PipelineObserver[])];
+}
+
 /** The runtime behind a dispatch function made by a pipeline interceptor (for `resilient()`). */
 export function runtimeOf(dispatch: unknown): Runtime | undefined {
   return (dispatch as { [kRuntime]?: Runtime } | null)?.[kRuntime];
@@ -195,6 +209,9 @@ function collectKeys(stages: readonly Stage[]): Map<string, KeyHealth> {
         const h = entry(key);
         h.inFlight += state.inFlight;
         h.queued += state.queued;
+        if (state.adaptive !== null) {
+          h.concurrencyLimit = Math.min(h.concurrencyLimit ?? Number.POSITIVE_INFINITY, state.limit);
+        }
       }
     } else if (stage instanceof CircuitBreakerStage) {
       for (const [key, breaker] of stage.breakers.entries()) {

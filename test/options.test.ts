@@ -18,7 +18,7 @@ const cases: Array<[string, () => unknown, string]> = [
   [
     'bulkhead.maxConcurrent 0',
     () => bulkhead({ maxConcurrent: 0, maxQueue: 1 }),
-    'expected bulkhead.maxConcurrent to be an integer >= 1, got 0',
+    "expected bulkhead.maxConcurrent to be an integer >= 1 or 'adaptive', got 0",
   ],
   [
     'bulkhead.maxConcurrent 1.5',

@@ -93,6 +93,10 @@ abstract class Attempt extends Passage implements Controller {
     return this.exchange.method;
   }
 
+  get requestId(): number {
+    return this.exchange.requestId;
+  }
+
   get observer(): OriginObserver | undefined {
     return this.exchange.observer;
   }
@@ -167,6 +171,7 @@ abstract class Attempt extends Passage implements Controller {
     this.phase = 'sent';
     if (channels.attemptStart.hasSubscribers) {
       const message: AttemptStartMessage = {
+        requestId: this.requestId,
         key: this.key,
         method: this.method,
         attempt: this.attempt,
@@ -305,9 +310,12 @@ abstract class Attempt extends Passage implements Controller {
     if (!record && !publish) return;
     this.#recorded = true;
     const ms = (now < 0 ? monotonicNow() : now) - this.time;
-    if (record) this.observer?.attemptFinished(this.method, kind, ms / 1000);
+    if (record) {
+      this.observer?.attemptFinished(this.method, kind, ms / 1000, statusCode, error ?? null);
+    }
     if (publish) {
       const message: AttemptEndMessage = {
+        requestId: this.requestId,
         key: this.key,
         method: this.method,
         attempt: this.attempt,

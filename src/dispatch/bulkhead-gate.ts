@@ -40,7 +40,7 @@ export class BulkheadGate implements Gate<BulkheadState | QueuedTicket> {
     if (channels.rejected.hasSubscribers) {
       channels.rejected.publish({ key: ticket.key, reason: 'bulkhead' } satisfies RejectedMessage);
     }
-    ticket.refuse(new BulkheadRejectedError(ticket.key, stage.maxConcurrent, stage.maxQueue));
+    ticket.refuse(new BulkheadRejectedError(ticket.key, slots.limit, stage.maxQueue));
   }
 
   cancel(_ticket: Passage, waiter: BulkheadState | QueuedTicket): void {

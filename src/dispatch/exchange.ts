@@ -23,6 +23,7 @@ import { parseRetryAfter } from '../http/retry-after.js';
 import { monotonicNow, policyNow, policyTime } from '../internal/clock.js';
 import type { Deadline } from '../internal/deadline-queue.js';
 import { duration, integer, MAX_TIMER_MS } from '../internal/validate.js';
+import { sanitizeOrigin } from '../metrics/labels.js';
 import type { BackoffStep } from '../policies/backoff.js';
 import type { HedgeClock } from '../policies/hedge.js';
 import type { GiveUpReason } from '../policies/retry.js';
@@ -30,6 +31,7 @@ import type { RetryBudget } from '../policies/retry-budget.js';
 import {
   channels,
   type HedgeMessage,
+  nextRequestId,
   type RequestEndMessage,
   type RequestStartMessage,
   type RetryMessage,
@@ -40,6 +42,7 @@ import { HEDGE_DECLINED, HedgeTimer } from './hedge-timer.js';
 import { resolveHeaders, resolveTrailers } from './lazy-headers.js';
 import { LegacyHandlerAdapter } from './legacy-handler.js';
 import type { OriginObserver, RequestOutcome, RetryReason, StatusClass } from './observer.js';
+import { readOption } from './own-option.js';
 import type { TimeoutStep } from './passage.js';
 import type { Plan } from './plan.js';
 import { RequestGates } from './request-gates.js';
@@ -89,6 +92,7 @@ export class Exchange implements Controller, Deadline {
   deadlineTimer: NodeJS.Timeout | null = null;
   readonly key: string;
   readonly method: string;
+  #requestId = 0;
   readonly overrides: RequestOverrides | undefined;
   readonly observer: OriginObserver | undefined;
   /** Monotonic ms (internal/clock.ts) when the caller dispatched. */
@@ -164,6 +168,12 @@ export class Exchange implements Controller, Deadline {
     if (retry !== null && overrides?.maxAttempts !== undefined) this.#maxAttempts();
   }
 
+  /** The id the diagnostics channels know this request by, given when first published. */
+  get requestId(): number {
+    if (this.#requestId === 0) this.#requestId = nextRequestId();
+    return this.#requestId;
+  }
+
   /** The caller has its answer (or its error); attempts may still be draining. */
   get done(): boolean {
     return this.#end !== LIVE;
@@ -184,7 +194,12 @@ export class Exchange implements Controller, Deadline {
    */
   start(): boolean {
     if (channels.requestStart.hasSubscribers) {
-      channels.requestStart.publish({ key: this.key, method: this.method } satisfies RequestStartMessage);
+      channels.requestStart.publish({
+        requestId: this.requestId,
+        key: this.key,
+        origin: sanitizeOrigin(readOption(this.#opts, 'origin')),
+        method: this.method,
+      } satisfies RequestStartMessage);
     }
     this.#handler.onRequestStart?.(this, EMPTY_CONTEXT);
     if (this.#end !== LIVE) return !this.innerBusy;
@@ -420,6 +435,7 @@ export class Exchange implements Controller, Deadline {
     if (events.hasListeners) events.emit({ key: this.key, attempt: sent, delay: now - this.#hedgeFrom });
     if (channels.hedge.hasSubscribers) {
       channels.hedge.publish({
+        requestId: this.requestId,
         key: this.key,
         attempt: sent,
         delayMs: now - this.#hedgeFrom,
@@ -553,9 +569,17 @@ export class Exchange implements Controller, Deadline {
       kind = this.#aborted && this.#reason === error ? 'aborted' : errorKind(error);
       outcome = outcomeOf(kind);
     }
-    observer?.requestFinished(this.method, outcome, kind, ms / 1000);
+    observer?.requestFinished(
+      this.method,
+      outcome,
+      kind,
+      ms / 1000,
+      error === null ? this.#status : 0,
+      error,
+    );
     if (publish) {
       const message: RequestEndMessage = {
+        requestId: this.requestId,
         key: this.key,
         method: this.method,
         outcome,
@@ -675,6 +699,7 @@ export class Exchange implements Controller, Deadline {
     this.observer?.retryScheduled(reason);
     if (channels.retry.hasSubscribers) {
       channels.retry.publish({
+        requestId: this.requestId,
         key: this.key,
         attempt: this.attempts,
         delayMs: delay,

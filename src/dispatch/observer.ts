@@ -45,10 +45,30 @@ export type StatusClass =
   | 'error';
 
 export interface OriginObserver {
-  /** A logical request settled (what the caller saw): duration includes queueing and retries. */
-  requestFinished(method: string, outcome: RequestOutcome, statusClass: StatusClass, seconds: number): void;
-  /** One attempt reached response headers or failed; `seconds` runs to headers (or to the failure). */
-  attemptFinished(method: string, statusClass: StatusClass, seconds: number): void;
+  /**
+   * A logical request settled (what the caller saw): duration includes queueing and retries.
+   * The pipeline also passes `statusCode`, the answer's status (0 when it ended with an error), and
+   * `error`, the error it ended with (null when it got an answer).
+   */
+  requestFinished(
+    method: string,
+    outcome: RequestOutcome,
+    statusClass: StatusClass,
+    seconds: number,
+    statusCode?: number,
+    error?: Error | null,
+  ): void;
+  /**
+   * One attempt reached response headers or failed; `seconds` runs to headers (or to the failure).
+   * The pipeline also passes `statusCode` (0 when it failed) and `error` (null when it got headers).
+   */
+  attemptFinished(
+    method: string,
+    statusClass: StatusClass,
+    seconds: number,
+    statusCode?: number,
+    error?: Error | null,
+  ): void;
   retryScheduled(reason: RetryReason): void;
   retryBudgetExhausted(): void;
   queueWaited(seconds: number): void;
@@ -67,6 +87,8 @@ export interface KeySnapshot {
   origin: string;
   queued: number;
   inFlight: number;
+  /** The adaptive bulkhead's limit now; absent without one. */
+  concurrencyLimit?: number;
   /** Absent when the pipeline has no circuit breaker. */
   circuit?: CircuitState;
   /** Retries the budget would allow right now; absent without a budget. */

@@ -5,6 +5,8 @@ import { TimeoutError, type TimeoutScope } from '../errors.js';
 import { isUpstreamFailure } from '../http/classify.js';
 import { monotonicNow } from '../internal/clock.js';
 import type { Deadline, DeadlineQueue } from '../internal/deadline-queue.js';
+import { longestStallSince } from '../internal/loop-stalls.js';
+import { channels, type QueueWaitMessage } from '../telemetry/channels.js';
 import type { Gate, GateOutcome, GateTicket } from './gate.js';
 import type { OriginObserver } from './observer.js';
 
@@ -62,6 +64,8 @@ export abstract class Passage implements GateTicket, Deadline {
   abstract readonly key: string;
   abstract readonly method: string;
   abstract readonly attempt: number;
+  /** The request's id in the diagnostics channels. */
+  abstract readonly requestId: number;
   abstract readonly hedge: boolean;
   abstract readonly observer: OriginObserver | undefined;
   /** Set by the subclass when the passage has ended; no step is entered after it. */
@@ -161,6 +165,14 @@ export abstract class Passage implements GateTicket, Deadline {
   protected resumed(): void {
     const now = monotonicNow();
     this.observer?.queueWaited((now - this.time) / 1000);
+    if (channels.queueWait.hasSubscribers) {
+      channels.queueWait.publish({
+        requestId: this.requestId,
+        key: this.key,
+        attempt: this.attempt,
+        waitedMs: now - this.time,
+      } satisfies QueueWaitMessage);
+    }
     this.time = now;
     this.proceed();
   }
@@ -291,9 +303,16 @@ export abstract class Passage implements GateTicket, Deadline {
   /**
    * What an ending in `error` means for a gate: `inside` when it was decided at a step after the
    * gate (or by the dispatcher), so a timeout of any scope bounded what the gate let through.
+   * A timeout across which this process's event loop stalled for a quarter of its duration or
+   * more is nobody's verdict: the client, not necessarily the upstream, was slow (a GC pause, a
+   * CPU-bound task, a starved machine).
    */
   #errorOutcome(error: Error | null, inside: boolean): GateOutcome {
-    return isUpstreamFailure(error, inside, this.failureStatus) ? 'failure' : 'neutral';
+    if (!isUpstreamFailure(error, inside, this.failureStatus)) return 'neutral';
+    if (error instanceof TimeoutError && longestStallSince(this.time, monotonicNow()) * 4 >= error.ms) {
+      return 'neutral';
+    }
+    return 'failure';
   }
 
   #recheck(index: number): Error | undefined {

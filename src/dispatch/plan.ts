@@ -9,6 +9,7 @@ import { CircuitBreakerStage } from '../policies/circuit-breaker.js';
 import { RateLimitStage } from '../policies/rate-limit.js';
 import { DEFAULT_RETRY_STATUSES, RetryStage } from '../policies/retry.js';
 import { TimeoutStage } from '../policies/timeout.js';
+import { AdaptiveBulkheadGate } from './adaptive-bulkhead-gate.js';
 import { BreakerGate } from './breaker-gate.js';
 import { BulkheadGate } from './bulkhead-gate.js';
 import { GateStage } from './gate.js';
@@ -103,7 +104,10 @@ function toStep(stage: Stage, scope: 'total' | 'attempt', store: StoreLink | nul
     };
   }
   if (stage instanceof CircuitBreakerStage) return { kind: 'gate', gate: new BreakerGate(stage, store) };
-  if (stage instanceof BulkheadStage) return { kind: 'gate', gate: new BulkheadGate(stage) };
+  if (stage instanceof BulkheadStage) {
+    const gate = stage.adaptive === null ? new BulkheadGate(stage) : new AdaptiveBulkheadGate(stage);
+    return { kind: 'gate', gate };
+  }
   if (stage instanceof RateLimitStage) return { kind: 'gate', gate: new RateLimitGate(stage, store) };
   return { kind: 'gate', gate: (stage as GateStage).gate };
 }

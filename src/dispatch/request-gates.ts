@@ -31,6 +31,10 @@ export class RequestGates extends Passage {
     return this.#exchange.method;
   }
 
+  get requestId(): number {
+    return this.#exchange.requestId;
+  }
+
   /** A gate before the retry stage sees the request, not an attempt. */
   get attempt(): number {
     return 0;

@@ -2,6 +2,7 @@
 // nothing and needs no timer of its own.
 
 import { monotonicNow } from './clock.js';
+import { STALL_MS, timerLate } from './loop-stalls.js';
 
 /** Something with a deadline in a DeadlineQueue. The links live on the item: nothing is allocated per entry. */
 export interface Deadline {
@@ -24,12 +25,23 @@ export interface Deadline {
  * removing a deadline only relinks two pointers. The timer is unref'd, re-armed when it fires early
  * (its head left the queue before expiring), and cleared when the queue empties, so an idle
  * pipeline holds no timer.
+ *
+ * A timer that fires `STALL_MS` or more late means the event loop stalled (a GC pause, a CPU-bound
+ * task, a starved machine). Node runs due timers before it reads sockets, so the responses that
+ * arrived during the stall are still unread: expiring now would time out requests that were
+ * answered. Instead the queue reports the stall (loop-stalls.ts) and lets one round of I/O run
+ * first; what is still due a millisecond later expires. A deadline is not extended: the time the
+ * upstream took is what it bounds.
  */
 export class DeadlineQueue {
   readonly #ms: number;
   #head: Deadline | null = null;
   #tail: Deadline | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** When the armed timer is due (monotonic ms). */
+  #dueAt = 0;
+  /** The expiry after a stall already waited one round of I/O. */
+  #deferred = false;
 
   constructor(ms: number) {
     this.#ms = ms;
@@ -50,6 +62,7 @@ export class DeadlineQueue {
       return;
     }
     // Passing the item as the argument keeps the callback a shared function: no closure per request.
+    item.deadlineAt = now + ms;
     item.deadlineTimer = setTimeout(expireOwn, ms, item);
     item.deadlineTimer.unref();
   }
@@ -76,7 +89,7 @@ export class DeadlineQueue {
     if (this.#tail !== null) this.#tail.deadlineNext = item;
     else this.#head = item;
     this.#tail = item;
-    if (this.#timer === null) this.#arm(this.#ms);
+    if (this.#timer === null) this.#arm(this.#ms, now);
   }
 
   remove(item: Deadline): void {
@@ -92,18 +105,29 @@ export class DeadlineQueue {
   expireDue(): void {
     this.#timer = null;
     const now = monotonicNow();
+    const late = now - this.#dueAt;
+    if (late >= STALL_MS && !this.#deferred && this.#head !== null) {
+      timerLate(late, now);
+      this.#deferred = true;
+      // A millisecond away: the poll phase, where sockets are read, runs before it.
+      this.#arm(1, now);
+      return;
+    }
+    this.#deferred = false;
     let head = this.#head;
     while (head !== null && head.deadlineAt <= now) {
       this.#unlink(head);
       head.expire();
       head = this.#head;
     }
-    if (head !== null && this.#timer === null) this.#arm(head.deadlineAt - now);
+    if (head !== null && this.#timer === null) this.#arm(head.deadlineAt - now, now);
   }
 
-  #arm(ms: number): void {
+  #arm(ms: number, now: number): void {
     // Node fires a timer no earlier than its delay rounded to a millisecond; ceil keeps the head due.
-    this.#timer = setTimeout(fireQueue, Math.max(1, Math.ceil(ms)), this);
+    const delay = Math.max(1, Math.ceil(ms));
+    this.#dueAt = now + delay;
+    this.#timer = setTimeout(fireQueue, delay, this);
     this.#timer.unref();
   }
 
@@ -126,5 +150,15 @@ function fireQueue(queue: DeadlineQueue): void {
 
 function expireOwn(item: Deadline): void {
   item.deadlineTimer = null;
+  const now = monotonicNow();
+  const late = now - item.deadlineAt;
+  if (late >= STALL_MS) {
+    // As in the queue: let the sockets be read before expiring.
+    timerLate(late, now);
+    item.deadlineAt = Number.POSITIVE_INFINITY;
+    item.deadlineTimer = setTimeout(expireOwn, 1, item);
+    item.deadlineTimer.unref();
+    return;
+  }
   item.expire();
 }

@@ -1,15 +1,30 @@
 // The bulkhead stage: its options and the per-key accounting of slots and waiters. The dispatch
-// adapter is dispatch/bulkhead-gate.ts.
+// adapters are dispatch/bulkhead-gate.ts and, for an adaptive limit, dispatch/adaptive-bulkhead-gate.ts.
 
+import { InvalidOptionError } from '../errors.js';
+import { monotonicNow } from '../internal/clock.js';
 import { KeyedMap } from '../internal/keyed-map.js';
 import { LinkedQueue, type QueueNode } from '../internal/linked-queue.js';
+import { stalledSince } from '../internal/loop-stalls.js';
 import { integer, knownKeys, optionalObject } from '../internal/validate.js';
+import {
+  AdaptiveLimit,
+  type AdaptiveLimitEnvironment,
+  type AdaptiveLimitOptions,
+  type AdaptiveLimitSettings,
+  adaptiveLimitSettings,
+} from './adaptive-limit.js';
 
 export interface BulkheadOptions {
-  /** Attempts allowed in flight at once, per key. */
-  maxConcurrent: number;
+  /**
+   * Attempts allowed in flight at once, per key; `'adaptive'` finds the number from the
+   * upstream's latency and drops (see `adaptive`).
+   */
+  maxConcurrent: number | 'adaptive';
   /** Attempts allowed to wait for a slot, per key; beyond it they are rejected at once. */
   maxQueue: number;
+  /** The adaptive limit's parameters; only with `maxConcurrent: 'adaptive'`. */
+  adaptive?: AdaptiveLimitOptions;
   /**
    * Keys whose state is kept; the least recently used idle key is dropped beyond it.
    * @default 1000
@@ -32,13 +47,22 @@ export interface BulkheadWaiter extends QueueNode {
 export class BulkheadState {
   inFlight = 0;
   readonly #queue = new LinkedQueue<BulkheadWaiter>();
-  readonly #maxConcurrent: number;
+  /** The limit now: the stage's, or a copy of the adaptive limit's, taken when it moves. */
+  #limit: number;
   readonly #maxQueue: number;
   #draining = false;
+  /** The key's adaptive limit, or null for a static one. */
+  readonly adaptive: AdaptiveLimit | null;
 
-  constructor(maxConcurrent: number, maxQueue: number) {
-    this.#maxConcurrent = maxConcurrent;
+  constructor(maxConcurrent: number, maxQueue: number, adaptive: AdaptiveLimit | null = null) {
+    this.#limit = adaptive === null ? maxConcurrent : adaptive.current;
     this.#maxQueue = maxQueue;
+    this.adaptive = adaptive;
+  }
+
+  /** Attempts allowed in flight now. */
+  get limit(): number {
+    return this.#limit;
   }
 
   get queued(): number {
@@ -56,7 +80,7 @@ export class BulkheadState {
 
   /** Takes a slot if one is free and nobody waits for it (FIFO). */
   tryAcquire(): boolean {
-    if (this.inFlight < this.#maxConcurrent && this.#queue.length === 0) {
+    if (this.inFlight < this.#limit && this.#queue.length === 0) {
       this.inFlight++;
       return true;
     }
@@ -80,13 +104,25 @@ export class BulkheadState {
   /** Frees a slot and hands free slots to waiters in order. */
   release(): void {
     this.inFlight--;
+    this.#admitWaiters();
+  }
+
+  /** Takes the adaptive limit's new value; a higher one admits waiters at once. */
+  syncLimit(): void {
+    const limit = this.adaptive!.current;
+    if (limit === this.#limit) return;
+    this.#limit = limit;
+    this.#admitWaiters();
+  }
+
+  #admitWaiters(): void {
     // A waiter admitted here may fail synchronously and release again; the guard turns that
     // recursion into iterations of this loop, so a long queue of failing requests cannot
     // overflow the stack.
     if (this.#draining) return;
     this.#draining = true;
     try {
-      while (this.inFlight < this.#maxConcurrent) {
+      while (this.inFlight < this.#limit) {
         const next = this.#queue.shift();
         if (next === null) break;
         this.inFlight++;
@@ -102,23 +138,57 @@ export class BulkheadState {
   }
 }
 
-/** A bulkhead stage: per key, at most `maxConcurrent` attempts in flight and `maxQueue` waiting. */
+const defaultEnvironment: AdaptiveLimitEnvironment = { random: Math.random, stalled: stalledSince };
+
+/**
+ * A bulkhead stage: per key, at most `maxConcurrent` attempts in flight and `maxQueue` waiting.
+ * With `maxConcurrent: 'adaptive'` each key's limit moves (`adaptive-limit.ts`), and
+ * `maxConcurrent` here is the initial one.
+ */
 export class BulkheadStage {
   readonly kind = 'bulkhead';
   readonly maxConcurrent: number;
   readonly maxQueue: number;
+  /** The adaptive limit's settings, or null for a static limit. */
+  readonly adaptive: AdaptiveLimitSettings | null;
   readonly states: KeyedMap<BulkheadState>;
 
-  constructor(options: BulkheadOptions) {
+  /** `environment` and `now` feed adaptive limits; the gate passes the real ones, tests fakes. */
+  constructor(options: BulkheadOptions, environment?: AdaptiveLimitEnvironment, now?: () => number) {
     const o = optionalObject('bulkhead', options);
     if (o === undefined) throw new TypeError('bulkhead(options) needs { maxConcurrent, maxQueue }');
-    knownKeys('bulkhead', o, ['maxConcurrent', 'maxQueue', 'maxKeys']);
-    this.maxConcurrent = integer('bulkhead.maxConcurrent', o.maxConcurrent, 1);
+    knownKeys('bulkhead', o, ['maxConcurrent', 'maxQueue', 'maxKeys', 'adaptive']);
+    if (o.maxConcurrent === 'adaptive') {
+      this.adaptive = adaptiveLimitSettings('bulkhead.adaptive', o.adaptive);
+      this.maxConcurrent = this.adaptive.initial;
+    } else {
+      if (o.adaptive !== undefined) {
+        throw new InvalidOptionError(
+          'bulkhead.adaptive',
+          "absent unless maxConcurrent is 'adaptive'",
+          o.adaptive,
+        );
+      }
+      this.adaptive = null;
+      const n = o.maxConcurrent;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
+        throw new InvalidOptionError('bulkhead.maxConcurrent', "an integer >= 1 or 'adaptive'", n);
+      }
+      this.maxConcurrent = n;
+    }
     this.maxQueue = integer('bulkhead.maxQueue', o.maxQueue, 0);
     const maxKeys = integer('bulkhead.maxKeys', o.maxKeys, 1, 1000);
+    const settings = this.adaptive;
     this.states = new KeyedMap(
       maxKeys,
-      () => new BulkheadState(this.maxConcurrent, this.maxQueue),
+      settings === null
+        ? () => new BulkheadState(this.maxConcurrent, this.maxQueue)
+        : () =>
+            new BulkheadState(
+              this.maxConcurrent,
+              this.maxQueue,
+              new AdaptiveLimit(settings, environment ?? defaultEnvironment, (now ?? monotonicNow)()),
+            ),
       (state) => state.isIdle(),
     );
   }

@@ -97,18 +97,48 @@ export const VARIANTS = {
       'hedge',
       'circuit:state',
       'rejected',
+      'queue:wait',
     ]) {
       subscribe(`breakwater:${name}`, () => {});
     }
     return resilient(inner, standardPipeline());
   },
+  'std-otel': (inner) =>
+    resilient(
+      inner,
+      standardPipeline({ metrics: otel.openTelemetryMetrics({ meterProvider: otelMeterProvider() }) }),
+    ),
+  'std-prometheus-otel': (inner) =>
+    resilient(
+      inner,
+      standardPipeline({
+        metrics: [
+          prometheusMetrics({ registry: new Registry() }),
+          otel.openTelemetryMetrics({ meterProvider: otelMeterProvider() }),
+        ],
+      }),
+    ),
   'std-no-retry': (inner) => resilient(inner, standardPipeline({ retry: false })),
   timeout: (inner) => resilient(inner, pipeline([timeout(30_000)])),
   breaker: (inner) => resilient(inner, pipeline([circuitBreaker()])),
   bulkhead: (inner) => resilient(inner, pipeline([bulkhead({ maxConcurrent: 64, maxQueue: 1024 })])),
+  'bulkhead-adaptive': (inner) =>
+    resilient(inner, pipeline([bulkhead({ maxConcurrent: 'adaptive', maxQueue: 1024 })])),
 };
 
 const [name, warmup, requests] = process.argv.slice(2);
+// breakwater/otel and the OpenTelemetry SDK are loaded only by the variants that use them.
+const otel = name.includes('otel')
+  ? await import(new URL('otel/index.js', process.env.BREAKWATER_BENCH_ENTRY))
+  : null;
+const sdk = name.includes('otel') ? await import('@opentelemetry/sdk-metrics') : null;
+
+/** A real SDK meter provider with a reader that never exports during the run. */
+function otelMeterProvider() {
+  const exporter = new sdk.InMemoryMetricExporter(sdk.AggregationTemporality.CUMULATIVE);
+  const reader = new sdk.PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+  return new sdk.MeterProvider({ readers: [reader] });
+}
 const dispatcher = VARIANTS[name](new InstantDispatcher());
 const base = { headers: null, body: null, throwOnError: false };
 

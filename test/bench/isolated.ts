@@ -25,11 +25,16 @@ const VARIANTS: Record<string, string> = {
   std: 'resilient(d, standardPipeline())',
   'std-stage-by-stage': "the preset's stages with bulkhead and breaker swapped (an order of the user's)",
   'std-metrics': 'resilient(d, standardPipeline({ metrics }))',
+  'std-otel':
+    "resilient(d, standardPipeline({ metrics: openTelemetryMetrics(…) })) with the SDK's MeterProvider",
+  'std-prometheus-otel':
+    'resilient(d, standardPipeline({ metrics: [prometheusMetrics(…), openTelemetryMetrics(…)] }))',
   'std-subscribed': 'resilient(d, standardPipeline()) with a no-op subscriber on every diagnostics channel',
   'std-no-retry': 'resilient(d, standardPipeline({ retry: false })): every stage once per request',
   timeout: 'resilient(d, pipeline([timeout(30_000)]))',
   breaker: 'resilient(d, pipeline([circuitBreaker()]))',
   bulkhead: 'resilient(d, pipeline([bulkhead(…)]))',
+  'bulkhead-adaptive': "resilient(d, pipeline([bulkhead({ maxConcurrent: 'adaptive', … })]))",
 };
 
 /** Instructions callgrind counted over a whole client process. */

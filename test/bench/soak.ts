@@ -15,20 +15,30 @@
 // flight or queued and no socket open on either side; heap growth < 5 MB over the run.
 
 import { type ChildProcess, fork } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { type Dispatcher, request } from 'undici';
-import { CircuitBreakerStage, prometheusMetrics, resilient, standardPipeline } from '../../src/index.js';
+import {
+  type AttemptEndMessage,
+  CircuitBreakerStage,
+  prometheusMetrics,
+  resilient,
+  standardPipeline,
+} from '../../src/index.js';
 import { mulberry32 } from '../helpers/prng.js';
 import { type Behaviour, seededScript, startUpstream } from '../helpers/upstream.js';
 import { EXPECTED_ERRORS, errorLabel, ProcessGuard, TrackingConnector } from '../reliability/harness.js';
+import { type LoopDelayEntry, LoopDelayLog } from './loop-delay-log.js';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const HEAP_LIMIT = 5 * 1024 * 1024;
 const TOTAL_TIMEOUT = 2_000;
 const ATTEMPT_TIMEOUT = 250;
 const MAX_ATTEMPTS = 3;
+/** The share of requests that must reach the network rather than fail fast in the library. */
+const MIN_SENT_SHARE = 0.95;
 /** How late after its total timeout a request may settle on a busy 2-core machine. */
 const SETTLE_MARGIN = 250;
 
@@ -59,6 +69,7 @@ type FromChild =
       behaviours: Record<string, number>;
       /** Executions per request id (saturating at 255), base64. */
       executions: string;
+      loopDelays: LoopDelayEntry[];
     };
 
 /**
@@ -91,6 +102,7 @@ async function runChild(): Promise<void> {
     return b;
   });
   const cleaner = setInterval(() => upstream.reset(), 1_000);
+  const loopDelays = new LoopDelayLog();
   const send = (m: FromChild): void => void process.send?.(m);
   process.on('message', async (m: { type: string }) => {
     if (m.type === 'stats') {
@@ -103,9 +115,11 @@ async function runChild(): Promise<void> {
         connections: upstream.connections,
         behaviours,
         executions: Buffer.from(executions.buffer).toString('base64'),
+        loopDelays: loopDelays.entries,
       });
     } else if (m.type === 'exit') {
       clearInterval(cleaner);
+      loopDelays.stop();
       await upstream.close();
       process.disconnect?.();
     }
@@ -176,7 +190,22 @@ async function runParent(): Promise<number> {
   const breakerStage = interceptor.stages.find(
     (s): s is CircuitBreakerStage => s instanceof CircuitBreakerStage,
   );
+  // The attempts that ended last, so an opening breaker can say what it counted.
+  const recentAttempts: string[] = [];
+  const onAttemptEnd = (message: unknown): void => {
+    const m = message as AttemptEndMessage;
+    recentAttempts.push(
+      `${m.attempt}${m.hedge ? 'h' : ''}:${m.statusCode ?? errorLabel(m.error)}@${m.durationMs.toFixed(0)}ms`,
+    );
+    if (recentAttempts.length > 24) recentAttempts.shift();
+  };
+  subscribe('breakwater:attempt:end', onAttemptEnd);
+  const clientLoopDelays = new LoopDelayLog();
+  const openedAt: number[] = [];
   breakerStage?.onStateChange((e) => {
+    if (e.to === 'open') openedAt.push(performance.timeOrigin + performance.now());
+    if (e.to === 'open' && transitions.length < 12)
+      transitions.push(`last attempts: ${recentAttempts.join(' ')}`);
     transitionCount++;
     if (transitions.length < 12) transitions.push(`${at()} ${e.from}→${e.to}`);
   });
@@ -350,7 +379,22 @@ async function runParent(): Promise<number> {
     `  breaker           ${transitionCount} transitions${transitions.length ? `: ${transitions.join(', ')}` : ''}`,
   );
   if (lateOnes.length > 0) console.log(`  late              ${lateOnes.join('\n                    ')}`);
+  // Which process stalled before each opening: the client (its own timers and reads late) or the
+  // upstream (not answering while the client waited).
+  for (const t of openedAt) {
+    const client = clientLoopDelays.maxBetween(t - 1_000, t);
+    const upstreamMax = Math.max(
+      0,
+      ...stats.loopDelays.filter((e) => e.at >= t - 1_000 && e.at <= t + 100).map((e) => e.maxMs),
+    );
+    console.log(
+      `  before opening    largest event-loop delay in the last second: client ${client.toFixed(0)} ms, upstream ${upstreamMax.toFixed(0)} ms`,
+    );
+  }
+  clientLoopDelays.stop();
 
+  const fastFailed =
+    (outcomes.get('BREAKWATER_CIRCUIT_OPEN') ?? 0) + (outcomes.get('BREAKWATER_BULKHEAD_REJECTED') ?? 0);
   const checks: Array<[string, boolean, string]> = [
     ['every request settled', settled === REQUESTS && results.every((r) => r !== 0), `${settled}`],
     [
@@ -372,6 +416,13 @@ async function runParent(): Promise<number> {
       `${executedTotal} vs ${stats.received}`,
     ],
     ['requests_total counts every request', counted === REQUESTS, `${counted}`],
+    [
+      // A soak that passes on fast failures proves nothing: an open breaker or a full bulkhead
+      // answers without the network, so most requests must have been sent.
+      `at least ${MIN_SENT_SHARE * 100} % of requests reached the network`,
+      fastFailed <= REQUESTS * (1 - MIN_SENT_SHARE),
+      `${fastFailed} refused by the library (circuit open or bulkhead full)`,
+    ],
     ['no process warning', warnings === 0, `${warnings}`],
     ['no unhandled rejection', rejections === 0, `${rejections}`],
     ['nothing in flight or queued after close()', inFlightLeft === 0, JSON.stringify(afterClose)],

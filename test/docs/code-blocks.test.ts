@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { ROOT } from '../helpers/child.js';
 
 // Every ```ts block in README.md and docs/*.md is a whole program that type-checks against the
-// package's own types, imported as users import them ('breakwater'), so the docs cannot rot. A
+// package's own types, imported as users import them ('breakwater', 'breakwater/otel'), so the docs cannot rot. A
 // block that is deliberately a fragment takes another info string (```text, ```js).
 
 interface Block {
@@ -52,6 +52,7 @@ function typecheck(
         baseUrl: '.',
         paths: {
           breakwater: [join(ROOT, 'src/index.ts')],
+          'breakwater/otel': [join(ROOT, 'src/otel/index.ts')],
           'breakwater/redis': [join(ROOT, 'src/redis/index.ts')],
         },
       },

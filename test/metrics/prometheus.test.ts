@@ -155,6 +155,7 @@ describe('prometheusMetrics: exposition', () => {
       'breakwater_circuit_rejections_total counter',
       'breakwater_circuit_state gauge',
       'breakwater_circuit_transitions_total counter',
+      'breakwater_concurrency_limit gauge',
       'breakwater_hedge_delay_seconds gauge',
       'breakwater_hedges_total counter',
       'breakwater_in_flight gauge',

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -19,10 +19,11 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+const OPTIONAL_PEERS = ['prom-client', '@opentelemetry/api'];
 
 let tmp: string;
 let scratch: string;
-/** The same scratch project without the optional peer prom-client. */
+/** The same scratch project without the optional peers. */
 let bare: string;
 let tarball: string;
 let packed: { dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
@@ -52,6 +53,7 @@ async function makeProject(dir: string, deps: string[]): Promise<void> {
   );
   await run('tar', ['-xzf', tarball, '-C', join(dir, 'node_modules', 'breakwater'), '--strip-components=1']);
   for (const dep of [...deps, '@types/node']) {
+    await mkdir(dirname(join(dir, 'node_modules', dep)), { recursive: true });
     await symlink(join(ROOT, 'node_modules', dep), join(dir, 'node_modules', dep), 'dir');
   }
   for (const [name, source] of Object.entries(FILES)) await writeFile(join(dir, name), source);
@@ -75,7 +77,7 @@ before(async () => {
   await makeProject(scratch, declared);
   await makeProject(
     bare,
-    declared.filter((d) => d !== 'prom-client'),
+    declared.filter((d) => !OPTIONAL_PEERS.includes(d)),
   );
 });
 
@@ -137,9 +139,14 @@ describe('the packed tarball', () => {
     });
   });
 
-  test('without the optional peer prom-client, the package still imports and works', async () => {
+  test('without the optional peers prom-client and @opentelemetry/api, the package still imports and works', async () => {
     const out = await node(bare, 'no-metrics.mjs');
     assert.deepEqual(out, { status: 200, upstreamRequests: 2 });
+  });
+
+  test('breakwater/otel is its own entry point: it works with @opentelemetry/api, and only it needs it', async () => {
+    assert.deepEqual(await node(scratch, 'otel.mjs'), { status: 200, upstreamRequests: 2, otel: 'loaded' });
+    assert.deepEqual(await node(bare, 'otel.mjs'), { otel: 'ERR_MODULE_NOT_FOUND @opentelemetry/api' });
   });
 
   describe('TypeScript resolves the types', { concurrency: true }, () => {
@@ -223,6 +230,29 @@ const packageJson = createRequire(import.meta.url)('breakwater/package.json').ve
 const { redisStore } = await import('breakwater/redis');
 console.log(JSON.stringify({ deepImport, packageJson, redisEntry: typeof redisStore }));
 `,
+  'otel.mjs': `
+let otel;
+try {
+  otel = await import('breakwater/otel');
+} catch (e) {
+  console.log(JSON.stringify({ otel: e.code + ' ' + (/@opentelemetry\\/api/.exec(e.message)?.[0] ?? e.message) }));
+  process.exit(0);
+}
+${SERVER}
+import { Agent, request } from 'undici';
+const { standardPipeline, resilient } = await import('breakwater');
+const tracing = otel.openTelemetryTracing();
+const dispatcher = resilient(
+  new Agent(),
+  standardPipeline({ retry: { backoff: { initialDelay: 5, maxDelay: 10 } }, metrics: [otel.openTelemetryMetrics()] }),
+);
+const res = await request(url, { dispatcher });
+await res.body.dump();
+tracing.disable();
+console.log(JSON.stringify({ status: res.statusCode, upstreamRequests, otel: 'loaded' }));
+await dispatcher.close();
+server.close();
+`,
   'no-metrics.mjs': `${SERVER}
 import { Agent, request } from 'undici';
 import { standardPipeline, resilient } from 'breakwater';
@@ -243,6 +273,13 @@ import {
   type StandardPipelineOptions, TimeoutError, bulkhead, circuitBreaker, isTimeoutError, pipeline,
   prometheusMetrics, resilient, retry, standardPipeline, timeout,
 } from 'breakwater';
+import { openTelemetryMetrics, openTelemetryTracing, type OpenTelemetryMetricsOptions } from 'breakwater/otel';
+
+export const otelOptions: OpenTelemetryMetricsOptions = {};
+export const traced = openTelemetryTracing();
+export const both = standardPipeline({ metrics: [openTelemetryMetrics(otelOptions), prometheusMetrics({ registry: new Registry() })] });
+// @ts-expect-error meterProvider is a MeterProvider
+openTelemetryMetrics({ meterProvider: 1 });
 
 const options: StandardPipelineOptions = { totalTimeout: 5_000, retry: { maxAttempts: 2 }, bulkhead: false };
 const interceptor: ResilienceInterceptor = standardPipeline(options);

@@ -106,6 +106,7 @@ expectTypeOf<KeyHealth>().toEqualTypeOf<{
   circuit?: CircuitState;
   inFlight: number;
   queued: number;
+  concurrencyLimit?: number;
   retryBudgetLeft?: number;
   hedgeDelayMs?: number;
 }>();

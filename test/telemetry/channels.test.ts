@@ -17,6 +17,7 @@ const NAMES = [
   'breakwater:hedge',
   'breakwater:circuit:state',
   'breakwater:rejected',
+  'breakwater:queue:wait',
 ] as const;
 
 type Heard = Array<[string, Record<string, unknown>]>;
@@ -74,8 +75,15 @@ describe('diagnostics channels', () => {
     const byName = (name: string) => heard.filter(([n]) => n === name).map(([, m]) => m);
     const retries = byName('retry');
     assert.equal(retries.length, 1);
-    const { delayMs, ...retryRest } = retries[0]!;
+    const { delayMs, requestId, ...retryRest } = retries[0]!;
     assert.deepEqual(retryRest, { key, attempt: 1, reason: 'status' });
+    // One id ties every message of the request together; the start names its origin.
+    assert.ok(typeof requestId === 'number' && requestId > 0);
+    assert.deepEqual(
+      heard.map(([, m]) => m.requestId),
+      heard.map(() => requestId),
+    );
+    assert.deepEqual(byName('request:start'), [{ requestId, key, origin: upstream.origin, method: 'GET' }]);
     assert.ok(typeof delayMs === 'number' && delayMs >= 0 && delayMs <= 5, `delay ${delayMs}`);
     assert.deepEqual(
       byName('attempt:end').map(({ attempt, statusCode, hedge }) => ({ attempt, statusCode, hedge })),
@@ -150,5 +158,24 @@ describe('diagnostics channels', () => {
     assert.ok((hedges[0]!.delayMs as number) >= 15);
     const starts = heard.filter(([n]) => n === 'attempt:start').map(([, m]) => m.hedge);
     assert.deepEqual(starts, [false, true]);
+  });
+
+  test('a request that waited for a bulkhead slot is published with its wait', async (t) => {
+    upstream.setScript({ kind: 'respond', status: 200, body: 'ok', delayMs: 60 });
+    const dispatcher = resilient(
+      new Agent(),
+      pipeline([retry({ maxAttempts: 1 }), bulkhead({ maxConcurrent: 1, maxQueue: 1 })]),
+    );
+    t.after(() => dispatcher.destroy());
+    const { heard, stop } = listen();
+    t.after(stop);
+    await Promise.all([1, 2].map(async () => (await request(upstream.url('/'), { dispatcher })).body.text()));
+    const waits = heard.filter(([n]) => n === 'queue:wait').map(([, m]) => m);
+    assert.equal(waits.length, 1);
+    const second = heard.filter(([n]) => n === 'request:start')[1]![1];
+    assert.equal(waits[0]!.requestId, second.requestId);
+    assert.equal(waits[0]!.attempt, 1);
+    assert.equal(waits[0]!.key, upstream.origin);
+    assert.ok((waits[0]!.waitedMs as number) >= 40, `waited ${waits[0]!.waitedMs} ms`);
   });
 });
