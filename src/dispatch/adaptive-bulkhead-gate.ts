@@ -6,14 +6,12 @@
  * it moves, so a higher one admits waiters at once.
  */
 
-import { BulkheadRejectedError } from '../errors.js';
 import { monotonicNow } from '../internal/clock.js';
 import type { QueueNode } from '../internal/linked-queue.js';
 import { unwatchStalls, watchStalls } from '../internal/loop-stalls.js';
 import type { BulkheadStage, BulkheadState, BulkheadWaiter } from '../policies/bulkhead.js';
-import { channels, type RejectedMessage } from '../telemetry/channels.js';
+import { waitOrRefuse } from './bulkhead-gate.js';
 import type { Gate } from './gate.js';
-import { HEDGE_DECLINED } from './hedge-timer.js';
 import type { Passage } from './passage.js';
 
 export class AdaptiveBulkheadGate implements Gate<AdaptiveSlot> {
@@ -24,28 +22,14 @@ export class AdaptiveBulkheadGate implements Gate<AdaptiveSlot> {
   }
 
   enter(ticket: Passage): void {
-    const stage = this.#stage;
-    const slots = stage.states.get(ticket.key);
+    const slots = this.#stage.states.get(ticket.key);
     if (slots.tryAcquire()) {
       const slot = new AdaptiveSlot(ticket, slots);
       slot.start(ticket.time);
       ticket.admit(slot);
       return;
     }
-    if (ticket.hedge) {
-      ticket.refuse(HEDGE_DECLINED);
-      return;
-    }
-    const waiter = new AdaptiveSlot(ticket, slots);
-    if (slots.enqueue(waiter)) {
-      ticket.wait(waiter);
-      return;
-    }
-    ticket.observer?.bulkheadRejected();
-    if (channels.rejected.hasSubscribers) {
-      channels.rejected.publish({ key: ticket.key, reason: 'bulkhead' } satisfies RejectedMessage);
-    }
-    ticket.refuse(new BulkheadRejectedError(ticket.key, slots.limit, stage.maxQueue));
+    waitOrRefuse(this.#stage, ticket, slots, ticket.hedge ? null : new AdaptiveSlot(ticket, slots));
   }
 
   response(ticket: Passage, slot: AdaptiveSlot): void {
@@ -67,8 +51,9 @@ export class AdaptiveBulkheadGate implements Gate<AdaptiveSlot> {
       slots.adaptive!.drop(slot.startedAt, monotonicNow());
       slots.syncLimit();
     }
-    unwatchStalls();
+    // Released first: a waiter it admits keeps the stall watch on without a restart.
     slots.release();
+    unwatchStalls();
     const states = this.#stage.states;
     if (states.oversized && slots.isIdle()) states.trim();
   }

@@ -26,21 +26,9 @@ export class BulkheadGate implements Gate<BulkheadState | QueuedTicket> {
       ticket.admit(slots);
       return;
     }
-    if (ticket.hedge) {
-      ticket.refuse(HEDGE_DECLINED);
-      return;
-    }
     // A node of its own only for a ticket that waits: most never do.
-    const waiter = new QueuedTicket(ticket, slots);
-    if (slots.enqueue(waiter)) {
-      ticket.wait(waiter);
-      return;
-    }
-    ticket.observer?.bulkheadRejected();
-    if (channels.rejected.hasSubscribers) {
-      channels.rejected.publish({ key: ticket.key, reason: 'bulkhead' } satisfies RejectedMessage);
-    }
-    ticket.refuse(new BulkheadRejectedError(ticket.key, slots.limit, stage.maxQueue));
+    const waiter = ticket.hedge ? null : new QueuedTicket(ticket, slots);
+    waitOrRefuse(stage, ticket, slots, waiter);
   }
 
   cancel(_ticket: Passage, waiter: BulkheadState | QueuedTicket): void {
@@ -53,6 +41,31 @@ export class BulkheadGate implements Gate<BulkheadState | QueuedTicket> {
     const states = this.#stage.states;
     if (states.oversized && slots.isIdle()) states.trim();
   }
+}
+
+/**
+ * A full bulkhead's answer, static or adaptive: a hedge is declined (it never queues behind real
+ * traffic), anyone else waits in the queue, or is refused when the queue is full too.
+ */
+export function waitOrRefuse(
+  stage: BulkheadStage,
+  ticket: Passage,
+  slots: BulkheadState,
+  waiter: BulkheadWaiter | null,
+): void {
+  if (waiter === null) {
+    ticket.refuse(HEDGE_DECLINED);
+    return;
+  }
+  if (slots.enqueue(waiter)) {
+    ticket.wait(waiter);
+    return;
+  }
+  ticket.observer?.bulkheadRejected();
+  if (channels.rejected.hasSubscribers) {
+    channels.rejected.publish({ key: ticket.key, reason: 'bulkhead' } satisfies RejectedMessage);
+  }
+  ticket.refuse(new BulkheadRejectedError(ticket.key, slots.limit, stage.maxQueue));
 }
 
 /** A ticket waiting in a bulkhead's queue; the bulkhead admits it when a slot frees up. */

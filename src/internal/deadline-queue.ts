@@ -89,7 +89,10 @@ export class DeadlineQueue {
     if (this.#tail !== null) this.#tail.deadlineNext = item;
     else this.#head = item;
     this.#tail = item;
-    if (this.#timer === null) this.#arm(this.#ms, now);
+    if (this.#timer === null) {
+      this.#deferred = false;
+      this.#arm(this.#ms, now);
+    }
   }
 
   remove(item: Deadline): void {
@@ -98,6 +101,8 @@ export class DeadlineQueue {
     if (this.#head === null && this.#timer !== null) {
       clearTimeout(this.#timer);
       this.#timer = null;
+      // The answers read during a deferral emptied the queue: the next stall defers again.
+      this.#deferred = false;
     }
   }
 

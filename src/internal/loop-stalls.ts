@@ -27,6 +27,12 @@ const lasted = new Float64Array(REMEMBERED);
 let next = 0;
 
 function remember(at: number, ms: number): void {
+  // One stall is reported by every timer it made late, all within a moment: keep it once.
+  const newest = (next + REMEMBERED - 1) % REMEMBERED;
+  if (at - seenAt[newest]! < 1) {
+    if (ms > lasted[newest]!) lasted[newest] = ms;
+    return;
+  }
   seenAt[next] = at;
   lasted[next] = ms;
   next = (next + 1) % REMEMBERED;
@@ -52,8 +58,9 @@ export function timerLate(lateMs: number, now: number): void {
 }
 
 /**
- * The longest stall seen between `since` and `now` (monotonic ms), or 0. Conservative: a stall
- * that ended just before `since` may be counted.
+ * The longest stall seen between `since` and `now` (monotonic ms), or 0. Conservative: a stall is
+ * dated when it was seen, and the histogram is read only when asked, so a stall from before
+ * `since` (as far back as the previous read) may be counted.
  */
 export function longestStallSince(since: number, now: number): number {
   if (histogram !== null && watchers > 0 && now - lastReadAt >= RESOLUTION_MS) {

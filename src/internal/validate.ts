@@ -45,6 +45,20 @@ export function ratio(path: string, value: unknown, fallback: number): number {
   return value;
 }
 
+export function numberBetween(
+  path: string,
+  value: unknown,
+  low: number,
+  high: number,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < low || value > high) {
+    throw new InvalidOptionError(path, `a number between ${low} and ${high}`, value);
+  }
+  return value;
+}
+
 export function oneOf<T extends string>(path: string, value: unknown, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || !allowed.includes(value as T)) {

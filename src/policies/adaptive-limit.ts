@@ -23,7 +23,7 @@
  */
 
 import { InvalidOptionError } from '../errors.js';
-import { duration, integer, knownKeys, optionalObject, ratio } from '../internal/validate.js';
+import { duration, integer, knownKeys, numberBetween, optionalObject, ratio } from '../internal/validate.js';
 
 export interface AdaptiveLimitOptions {
   /**
@@ -119,10 +119,7 @@ export function adaptiveLimitSettings(path: string, value: unknown): AdaptiveLim
   const max = integer(`${path}.max`, o.max, min, Math.max(min, 1000));
   const initial = integer(`${path}.initial`, o.initial, min, Math.min(max, Math.max(min, 20)));
   if (initial > max) throw new InvalidOptionError(`${path}.initial`, `an integer <= max (${max})`, initial);
-  const tolerance = o.tolerance ?? 0.2;
-  if (typeof tolerance !== 'number' || !Number.isFinite(tolerance) || tolerance < 0 || tolerance > 10) {
-    throw new InvalidOptionError(`${path}.tolerance`, 'a number between 0 and 10', tolerance);
-  }
+  const tolerance = numberBetween(`${path}.tolerance`, o.tolerance, 0, 10, 0.2);
   const dropFactor = ratio(`${path}.dropFactor`, o.dropFactor, 0.9);
   if (dropFactor === 0 || dropFactor === 1) {
     throw new InvalidOptionError(`${path}.dropFactor`, 'a number between 0 and 1, exclusive', dropFactor);
@@ -136,7 +133,7 @@ export function adaptiveLimitSettings(path: string, value: unknown): AdaptiveLim
     minSamples: integer(`${path}.minSamples`, o.minSamples, 1, 20),
     dropFactor,
     baselineInterval: duration(`${path}.baselineInterval`, o.baselineInterval, 30_000),
-    baselineConcurrency: integer(`${path}.baselineConcurrency`, o.baselineConcurrency, 1, Math.max(min, 3)),
+    baselineConcurrency: integer(`${path}.baselineConcurrency`, o.baselineConcurrency, min, Math.max(min, 3)),
   };
 }
 
@@ -156,8 +153,7 @@ export class AdaptiveLimit {
   #windowStart: number;
   #windowPeak = 0;
   #lastCut = Number.NEGATIVE_INFINITY;
-  /** Windows and cuts so far, for tests and diagnostics. */
-  windows = 0;
+  #windows = 0;
 
   constructor(settings: AdaptiveLimitSettings, env: AdaptiveLimitEnvironment, now: number) {
     this.#settings = settings;
@@ -177,6 +173,11 @@ export class AdaptiveLimit {
   /** The no-load latency in ms, or NaN before it was first measured. */
   get baseline(): number {
     return this.#baseline;
+  }
+
+  /** Sample windows that moved the limit so far (for tests and diagnostics). */
+  get windows(): number {
+    return this.#windows;
   }
 
   get measuring(): boolean {
@@ -221,8 +222,10 @@ export class AdaptiveLimit {
     this.#windowPeak = 0;
     const since = this.#windowStart;
     this.#windowStart = now;
-    if (this.#env.stalled(since, now)) return;
-    this.windows++;
+    // No gradient without a no-load latency: the first measurement was spoiled by a stall and
+    // is being taken again.
+    if (Number.isNaN(this.#baseline) || this.#env.stalled(since, now)) return;
+    this.#windows++;
     if (median < this.#baseline) this.#baseline = median;
     const settings = this.#settings;
     const limit = this.#limit;

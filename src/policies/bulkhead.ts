@@ -138,7 +138,8 @@ export class BulkheadState {
   }
 }
 
-const defaultEnvironment: AdaptiveLimitEnvironment = { random: Math.random, stalled: stalledSince };
+/** What an adaptive limit needs from this process: jitter and the event loop's stalls. */
+const loopEnvironment: AdaptiveLimitEnvironment = { random: Math.random, stalled: stalledSince };
 
 /**
  * A bulkhead stage: per key, at most `maxConcurrent` attempts in flight and `maxQueue` waiting.
@@ -153,8 +154,7 @@ export class BulkheadStage {
   readonly adaptive: AdaptiveLimitSettings | null;
   readonly states: KeyedMap<BulkheadState>;
 
-  /** `environment` and `now` feed adaptive limits; the gate passes the real ones, tests fakes. */
-  constructor(options: BulkheadOptions, environment?: AdaptiveLimitEnvironment, now?: () => number) {
+  constructor(options: BulkheadOptions) {
     const o = optionalObject('bulkhead', options);
     if (o === undefined) throw new TypeError('bulkhead(options) needs { maxConcurrent, maxQueue }');
     knownKeys('bulkhead', o, ['maxConcurrent', 'maxQueue', 'maxKeys', 'adaptive']);
@@ -187,7 +187,7 @@ export class BulkheadStage {
             new BulkheadState(
               this.maxConcurrent,
               this.maxQueue,
-              new AdaptiveLimit(settings, environment ?? defaultEnvironment, (now ?? monotonicNow)()),
+              new AdaptiveLimit(settings, loopEnvironment, monotonicNow()),
             ),
       (state) => state.isIdle(),
     );

@@ -13,8 +13,8 @@
 //
 // Every client has a 1 s total timeout in front (a caller does not wait forever) and a client-side
 // queue of 256. The first second of each run is a warm-up, not counted. Reported per client:
-// goodput (the share of the upstream's worker time spent serving, which is its real capacity on
-// this machine, where timers run late: every request a worker serves gets a 200), the upstream's queue (length seen by arrivals, and how long admitted requests waited
+// goodput (200s the callers got per second, within their 1 s deadline, as a share of the
+// upstream's capacity as measured in the run: timers run late on a busy machine), the upstream's queue (length seen by arrivals, and how long admitted requests waited
 // in it), p50 and p99 of attempt latency (dispatch to headers, from breakwater:attempt:end), and
 // the adaptive limit over time. An unloaded run (0.3 × capacity, no limit) gives the reference
 // attempt latency.
@@ -67,7 +67,7 @@ if (args.has('child')) {
 
 interface Result {
   client: string;
-  /** The share of the upstream's worker time spent serving (of the load offered, below capacity). */
+  /** 200s per second as a share of the upstream's measured capacity (of the load, below capacity). */
   goodput: number;
   okPerSecond: number;
   ok: number;
@@ -163,6 +163,8 @@ async function run(
   };
   subscribe('breakwater:attempt:end', onAttemptEnd);
   child.send({ type: 'workers', workers: WORKERS } satisfies ToChild);
+  const warmUpEnds = performance.now() + WARM_UP_MS;
+  const end = warmUpEnds + seconds * 1_000;
   let ok = 0;
   let rejected = 0;
   const pending = new Set<Promise<void>>();
@@ -170,11 +172,13 @@ async function run(
     const p = request(`${origin}/`, { dispatcher }).then(
       async (res) => {
         await res.body.dump();
+        // Only what arrived during the run counts: the upstream's queue drains after it.
+        if (performance.now() >= end) return;
         if (res.statusCode === 200) ok++;
         else rejected++;
       },
       () => {
-        rejected++;
+        if (performance.now() < end) rejected++;
       },
     );
     pending.add(p);
@@ -185,10 +189,9 @@ async function run(
   const perTick = (CAPACITY * load) / 100;
   let owed = 0;
   let followedInS: number | undefined;
+  let belowSince = Number.NaN;
   let limitBeforeHalving = Number.NaN;
-  const warmUpEnds = performance.now() + WARM_UP_MS;
   let started = Number.NaN;
-  const end = warmUpEnds + seconds * 1_000;
   const halveAt = warmUpEnds + (seconds * 1_000) / 2;
   await new Promise<void>((resolve) => {
     let ticks = 0;
@@ -220,7 +223,10 @@ async function run(
       }
       const limit = limitNow();
       if (halve && followedInS === undefined && !Number.isNaN(limitBeforeHalving) && limit !== undefined) {
-        if (limit <= 0.6 * limitBeforeHalving) followedInS = (now - halveAt) / 1_000;
+        // Followed: at or below 60 % of the settled limit, and still there a second later.
+        if (limit > 0.6 * limitBeforeHalving) belowSince = Number.NaN;
+        else if (Number.isNaN(belowSince)) belowSince = now;
+        else if (now - belowSince >= 1_000) followedInS = (belowSince - halveAt) / 1_000;
       }
     }, 10);
   });
@@ -231,10 +237,14 @@ async function run(
   unsubscribe('breakwater:attempt:end', onAttemptEnd);
   interceptor.destroy();
   await agent.close();
+  // The upstream's real capacity in this run: its workers on average, each serving one request per
+  // mean service time as measured (timers run late on a busy machine).
+  const capacityPerSecond = (stats.capacityMs / (elapsedS * 1_000)) * (stats.served / stats.busyMs) * 1_000;
+  const okPerSecond = ok / elapsedS;
   return {
     client: name,
-    goodput: stats.busyMs / stats.capacityMs / Math.min(1, load),
-    okPerSecond: ok / elapsedS,
+    goodput: okPerSecond / Math.min(capacityPerSecond, capacityPerSecond * load),
+    okPerSecond,
     ok,
     rejected,
     upstreamQueueP50: quantile(stats.queueSeen, 0.5),

@@ -37,7 +37,7 @@ const HEAP_LIMIT = 5 * 1024 * 1024;
 const TOTAL_TIMEOUT = 2_000;
 const ATTEMPT_TIMEOUT = 250;
 const MAX_ATTEMPTS = 3;
-/** The share of requests that must reach the network rather than fail fast in the library. */
+/** The share of requests the upstream must have received rather than the library failing them fast. */
 const MIN_SENT_SHARE = 0.95;
 /** How late after its total timeout a request may settle on a busy 2-core machine. */
 const SETTLE_MARGIN = 250;
@@ -330,9 +330,11 @@ async function runParent(): Promise<number> {
   let answeredNotExecuted = 0;
   let overRetried = 0;
   let executedTotal = 0;
+  let reachedUpstream = 0;
   for (let i = 0; i < REQUESTS; i++) {
     const n = executions[i]!;
     executedTotal += n;
+    if (n > 0) reachedUpstream++;
     const { method, keyed } = callOf(i);
     if (method === 'POST' && !keyed) {
       if (n > 1) duplicatePosts++;
@@ -393,8 +395,6 @@ async function runParent(): Promise<number> {
   }
   clientLoopDelays.stop();
 
-  const fastFailed =
-    (outcomes.get('BREAKWATER_CIRCUIT_OPEN') ?? 0) + (outcomes.get('BREAKWATER_BULKHEAD_REJECTED') ?? 0);
   const checks: Array<[string, boolean, string]> = [
     ['every request settled', settled === REQUESTS && results.every((r) => r !== 0), `${settled}`],
     [
@@ -417,11 +417,12 @@ async function runParent(): Promise<number> {
     ],
     ['requests_total counts every request', counted === REQUESTS, `${counted}`],
     [
-      // A soak that passes on fast failures proves nothing: an open breaker or a full bulkhead
-      // answers without the network, so most requests must have been sent.
-      `at least ${MIN_SENT_SHARE * 100} % of requests reached the network`,
-      fastFailed <= REQUESTS * (1 - MIN_SENT_SHARE),
-      `${fastFailed} refused by the library (circuit open or bulkhead full)`,
+      // A soak that passes on fast failures proves nothing: an open breaker, a full bulkhead or a
+      // queue timeout answers without the network, so most requests must have reached the
+      // upstream, as it counted them.
+      `at least ${MIN_SENT_SHARE * 100} % of requests reached the upstream`,
+      reachedUpstream >= REQUESTS * MIN_SENT_SHARE,
+      `${reachedUpstream} of ${REQUESTS}`,
     ],
     ['no process warning', warnings === 0, `${warnings}`],
     ['no unhandled rejection', rejections === 0, `${rejections}`],

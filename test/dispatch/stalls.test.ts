@@ -9,8 +9,8 @@ import { CircuitBreakerStage, pipeline, resilient, standardPipeline, timeout } f
 // client-side stall longer than the attempt timeout (a GC pause, a CPU-bound task) made every
 // attempt's deadline overdue at once, and Node runs due timers before it reads sockets: all the
 // attempts timed out, though their answers were already waiting unread, and the consecutive
-// failures opened the breaker. Deadlines that fire late now let the sockets be read first, and
-// attempt deadlines get the stall back.
+// failures opened the breaker. Deadlines that fire late now let the sockets be read first, and a
+// timeout across a long stall is not counted against the upstream.
 
 /**
  * An upstream in a process of its own, so that it answers while this one is stalled (an upstream

@@ -76,4 +76,59 @@ describe('DeadlineQueue', () => {
     );
     assert.equal(own.deadlineTimer, null, 'a fired timer is forgotten');
   });
+
+  // After a stall the queue lets one round of I/O run before expiring: an answer read there
+  // removes its deadline. Here the "answer" is a check-phase callback queued at the stall's end,
+  // which runs after the timers phase and the poll phase of the next turn.
+  const stallThenAnswer = (queue: DeadlineQueue, answered: Deadline): Promise<void> =>
+    new Promise((resolve) =>
+      setImmediate(() => {
+        const end = performance.now() + 120;
+        while (performance.now() < end) {
+          // a stall past the deadline
+        }
+        setImmediate(() => {
+          queue.remove(answered);
+          resolve();
+        });
+      }),
+    );
+
+  test('a deadline overdue after a stall waits one round of I/O before it expires', async () => {
+    const queue = new DeadlineQueue(30);
+    const log: string[] = [];
+    const a = item(log, 'a');
+    queue.add(a, monotonicNow());
+    await stallThenAnswer(queue, a);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(log, [], 'the answer read after the stall came first');
+  });
+
+  test('a second stall after a deferral emptied the queue defers again', async () => {
+    const queue = new DeadlineQueue(30);
+    const log: string[] = [];
+    const a = item(log, 'a');
+    queue.add(a, monotonicNow());
+    await stallThenAnswer(queue, a);
+    const b = item(log, 'b');
+    queue.add(b, monotonicNow());
+    await stallThenAnswer(queue, b);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(log, [], 'b was answered, not expired');
+  });
+
+  test('a deadline that is not answered still expires right after the stall', async () => {
+    const queue = new DeadlineQueue(30);
+    const log: string[] = [];
+    const a = item(log, 'a');
+    const b = item(log, 'b');
+    queue.add(a, monotonicNow());
+    queue.add(b, monotonicNow());
+    await stallThenAnswer(queue, a);
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(
+      log.map((l) => l.split('@')[0]),
+      ['b'],
+    );
+  });
 });
