@@ -19,6 +19,9 @@ import type { Passage } from './passage.js';
  * does not get it refuses, as it would with its own probe slot taken. When the store fails, the
  * probe goes on this process's word alone.
  */
+/** Entries in the probe-lock map past which expired ones are swept. */
+const SWEEP_AT = 64;
+
 export class BreakerGate implements Gate<Admitted | HeldProbe> {
   readonly #stage: CircuitBreakerStage;
   readonly #store: StoreLink | null;
@@ -52,12 +55,16 @@ export class BreakerGate implements Gate<Admitted | HeldProbe> {
       ticket.admit(admission);
       return;
     }
-    const busyFor = (this.#lockedElsewhere.get(ticket.key) ?? 0) - ticket.time;
-    if (busyFor > 0) {
-      admission.breaker.releaseProbe(true);
-      rejected(ticket);
-      ticket.refuse(new CircuitOpenError(ticket.key, 'half_open', busyFor));
-      return;
+    const lockedUntil = this.#lockedElsewhere.get(ticket.key);
+    if (lockedUntil !== undefined) {
+      const busyFor = lockedUntil - ticket.time;
+      if (busyFor > 0) {
+        admission.breaker.releaseProbe(true);
+        rejected(ticket);
+        ticket.refuse(new CircuitOpenError(ticket.key, 'half_open', busyFor));
+        return;
+      }
+      this.#lockedElsewhere.delete(ticket.key);
     }
     if (!store.usable('lock')) {
       ticket.admit(admission);
@@ -150,7 +157,13 @@ export class BreakerGate implements Gate<Admitted | HeldProbe> {
       ticket.admit();
       return;
     }
-    this.#lockedElsewhere.set(ticket.key, monotonicNow() + left);
+    const now = monotonicNow();
+    // Entries outlive their lock only until the key's next probe; keys never probed again are
+    // swept here, so the map holds no more than the keys locked elsewhere right now.
+    if (this.#lockedElsewhere.size >= SWEEP_AT) {
+      for (const [key, until] of this.#lockedElsewhere) if (until <= now) this.#lockedElsewhere.delete(key);
+    }
+    this.#lockedElsewhere.set(ticket.key, now + left);
     held.admission.breaker.releaseProbe(true);
     rejected(ticket);
     ticket.refuse(new CircuitOpenError(ticket.key, 'half_open', left));

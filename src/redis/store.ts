@@ -7,7 +7,7 @@ import { duration, integer, knownKeys, optionalObject } from '../internal/valida
 import { ACQUIRE, LOCK, PAUSE, PUBLISH, READ, type Script, UNLOCK } from './scripts.js';
 
 /**
- * The part of a node-redis client (`createClient()` from `redis`, v4 or later) the store uses:
+ * The part of a node-redis client (`createClient()` from `redis`, v5 or later) the store uses:
  * raw commands, readiness, and a duplicate connection for pub/sub.
  */
 export interface RedisClientLike {
@@ -18,6 +18,7 @@ export interface RedisClientLike {
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
   on(event: 'error', listener: (error: Error) => void): unknown;
   on(event: 'ready', listener: () => void): unknown;
+  off?(event: 'ready', listener: () => void): unknown;
   close?(): Promise<unknown>;
   quit?(): Promise<unknown>;
 }
@@ -60,6 +61,8 @@ export class RedisStore implements FleetStore {
   readonly prefix: string;
   readonly #client: RedisClientLike | null;
   readonly #owned: boolean;
+  /** The 'ready' listener that reloads the scripts, removed on close (a client you passed lives on). */
+  #loadOnReady: (() => void) | null = null;
   #commands: RedisClientLike | null = null;
   #subscriber: RedisClientLike | null = null;
   #subscribing: Promise<void> | null = null;
@@ -194,8 +197,10 @@ export class RedisStore implements FleetStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#ready.catch(() => {});
-    await this.#subscribing?.catch(() => {});
+    if (this.#loadOnReady !== null) this.#commands?.off?.('ready', this.#loadOnReady);
+    // Not waiting for the connections to come up: against a Redis that is down node-redis keeps
+    // reconnecting, so they never would. Closing them ends that loop; the pending connect() and
+    // subscribe() then reject, and nothing awaits them.
     const owned = [this.#subscriber, this.#owned ? this.#commands : null];
     await Promise.all(owned.map((c) => (c === null ? undefined : closeClient(c))));
   }
@@ -235,6 +240,7 @@ export class RedisStore implements FleetStore {
     };
     if (client.isReady) load();
     client.on('ready', load);
+    this.#loadOnReady = load;
   }
 
   async #subscribe(): Promise<void> {

@@ -14,8 +14,9 @@ import {
   standardPipeline,
 } from '../../src/index.js';
 import { redisStore } from '../../src/redis/index.js';
+import { runScript } from '../helpers/child.js';
 import { type RedisServer, skipUnlessRedis, startRedis } from '../helpers/redis-server.js';
-import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { refusedOrigin, startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const skip = skipUnlessRedis();
 
@@ -83,6 +84,7 @@ describe('redisStore', { skip }, () => {
     const client = createClient({ url: redis.url });
     await client.connect();
     t.after(() => client.close());
+    const readyListeners = client.listenerCount('ready');
     const store = redisStore({ client, prefix: 'bw-client:' });
     const dispatcher = resilient(
       new Agent(),
@@ -97,6 +99,7 @@ describe('redisStore', { skip }, () => {
     await store.close();
     assert.equal(client.isReady, true);
     assert.equal(await client.exists(`bw-client:rate:${upstream.origin}`), 1);
+    assert.equal(client.listenerCount('ready'), readyListeners, 'close() took its listener off your client');
   });
 
   test('a wait granted by the store is served here: 12 at once at 20/s with burst 2 take about half a second', async (t) => {
@@ -202,5 +205,20 @@ describe('redisStore', { skip }, () => {
     assert.throws(() => redisStore({ url: 'redis://x', lease: -1 }), /redisStore\.lease/);
     assert.throws(() => redisStore({ client: {} as never }), /redisStore\.client/);
     assert.throws(() => pipeline([], { store: {} as never }), /pipeline\.store/);
+  });
+});
+
+describe('redisStore against a Redis that never answers', () => {
+  test('close() resolves at once and the process exits by itself', async () => {
+    const origin = await refusedOrigin();
+    const run = await runScript(
+      'test/fixtures/store-unreachable.ts',
+      [origin.replace('http:', 'redis:')],
+      15_000,
+    );
+    assert.equal(run.signal, null, `killed: the process did not exit (${run.stderr})`);
+    assert.equal(run.code, 0, run.stderr);
+    const closedIn = Number(/closed in (\d+) ms/.exec(run.stdout)?.[1]);
+    assert.ok(closedIn < 1_000, `close() took ${closedIn} ms`);
   });
 });
